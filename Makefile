@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine with Python >= 3.11:
+#   make demo   set up .venv (pinned), then run the whole workflow on the synthetic demo data
+#   make test   set up .venv (pinned), then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= cpu,serve,dev
+CORES ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.genreflow-installed
+
+.PHONY: all install demo test lint format clean-results
+
+all: demo
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "genreflow needs Python >= 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when the project metadata or the pins change.
+$(STAMP): $(BIN)/python pyproject.toml requirements/constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py --cores $(CORES)
+
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests scripts benchmarks
+	$(BIN)/ruff check --fix src tests scripts benchmarks
+
+clean-results:
+	rm -rf results

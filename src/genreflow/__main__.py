@@ -1,0 +1,5 @@
+import sys
+
+from genreflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""Load and validate ``config/config.yaml`` against the schema shared with Snakemake.
+
+The schema (``genreflow/schemas/config.schema.yaml``, also reachable as
+``workflow/schemas/config.schema.yaml``) carries every default, so
+``load_config(None)`` gives the full default configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genreflow.errors import ConfigError
+
+#: Sections that define the features; a change to any of them invalidates the spectrograms.
+FEATURE_SECTIONS = ("audio", "mel")
+
+
+@cache
+def schema() -> dict:
+    """The configuration JSON schema (parsed once)."""
+    text = resources.files("genreflow").joinpath("schemas/config.schema.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def schema_path() -> Path:
+    """Filesystem path of the schema (for tools that want a file, like Snakemake)."""
+    return Path(str(resources.files("genreflow").joinpath("schemas/config.schema.yaml")))
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict:
+    """Read a YAML config, apply ``overrides`` (dotted keys), fill defaults and validate.
+
+    Parameters
+    ----------
+    path : path-like or None
+        YAML file; ``None`` means "all defaults".
+    overrides : mapping, optional
+        ``{"train.epochs": 2, ...}``; applied before validation, so they are checked too.
+
+    Returns
+    -------
+    dict
+        The complete configuration.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, or a value the schema rejects (the message names key, value, allowed).
+    """
+    source = str(path) if path is not None else "<defaults>"
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config: {exc.strerror or exc}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the config must be a mapping of sections, not {type(raw).__name__}")
+    cfg = copy.deepcopy(raw)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(cfg, dotted, value)
+    return validate_config(cfg, source=source)
+
+
+def validate_config(cfg: dict, *, source: str = "config") -> dict:
+    """Fill defaults into ``cfg`` (in place) and validate it; return it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first offending key, its value and what the schema allows.
+    """
+    import jsonschema
+
+    validator_cls = _defaulting_validator(jsonschema.Draft202012Validator)
+    validator = validator_cls(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(f"{source}: {_describe(errors[0])}")
+    _check_cross_fields(cfg, source)
+    return cfg
+
+
+def config_hash(cfg: Mapping[str, Any], sections: tuple[str, ...] | None = None) -> str:
+    """A short, stable hash of (some sections of) a validated config.
+
+    Two configs with the same values in ``sections`` hash the same whatever their key order.
+    """
+    picked = {k: cfg.get(k) for k in sections} if sections is not None else dict(cfg)
+    blob = json.dumps(picked, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def fmax_hz(cfg: Mapping[str, Any]) -> float:
+    """The effective upper mel edge: ``mel.fmax`` or Nyquist."""
+    fmax = cfg["mel"]["fmax"]
+    return float(fmax) if fmax is not None else cfg["audio"]["sample_rate"] / 2.0
+
+
+def _set_dotted(cfg: dict, dotted: str, value: Any) -> None:
+    node = cfg
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: '{key}' is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _describe(error) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    value = json.dumps(error.instance, default=str)
+    kind = error.validator
+    rule = error.validator_value
+    if kind == "enum":
+        allowed = "one of " + ", ".join(json.dumps(v) for v in rule)
+    elif kind == "const":
+        allowed = f"only {json.dumps(rule)}"
+    elif kind == "type":
+        allowed = f"type {rule}"
+    elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        sign = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        allowed = f"a number {sign} {rule}"
+    elif kind == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
+        where = key if error.absolute_path else "the top level"
+        return f"unknown key(s) {', '.join(extra)} in {where}; allowed keys: {', '.join(known)}"
+    elif kind == "minItems":
+        allowed = f"a list with at least {rule} item(s)"
+    elif kind == "uniqueItems":
+        allowed = "a list without repeated values"
+    else:
+        allowed = error.message
+    return f"key '{key}' has value {value}; allowed: {allowed}"
+
+
+def _check_cross_fields(cfg: dict, source: str) -> None:
+    sr = cfg["audio"]["sample_rate"]
+    fmax = fmax_hz(cfg)
+    if fmax > sr / 2:
+        raise ConfigError(f"{source}: key 'mel.fmax' has value {fmax}; allowed: at most sample_rate/2 = {sr / 2}")
+    if cfg["mel"]["fmin"] >= fmax:
+        raise ConfigError(
+            f"{source}: key 'mel.fmin' has value {cfg['mel']['fmin']}; allowed: below mel.fmax ({fmax})"
+        )
+    if cfg["mel"]["n_fft"] > cfg["audio"]["segment_seconds"] * sr:
+        raise ConfigError(
+            f"{source}: key 'mel.n_fft' has value {cfg['mel']['n_fft']}; allowed: at most one segment "
+            f"({int(cfg['audio']['segment_seconds'] * sr)} samples)"
+        )
+    fractions = cfg["split"]["fractions"]
+    total = fractions["train"] + fractions["valid"] + fractions["test"]
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(
+            f"{source}: key 'split.fractions' has values {json.dumps(fractions)} summing to {total:g}; "
+            "allowed: fractions that sum to 1"
+        )
+
+
+def _defaulting_validator(base):
+    """A validator class that also fills ``default`` values (as Snakemake's ``validate`` does)."""
+    from jsonschema import validators
+
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(base, {"properties": set_defaults})
