@@ -73,7 +73,9 @@ def load_config(
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: the config must be a mapping of sections, not {type(raw).__name__}")
+            raise ConfigError(
+                f"{source}: the config must be a mapping of sections, not {type(raw).__name__}"
+            )
     cfg = copy.deepcopy(raw)
     for dotted, value in (overrides or {}).items():
         _set_dotted(cfg, dotted, value)
@@ -92,7 +94,10 @@ def validate_config(cfg: dict, *, source: str = "config") -> dict:
 
     validator_cls = _defaulting_validator(jsonschema.Draft202012Validator)
     validator = validator_cls(schema())
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(cfg),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         raise ConfigError(f"{source}: {_describe(errors[0])}")
     _check_cross_fields(cfg, source)
@@ -138,7 +143,9 @@ def _describe(error) -> str:
     elif kind == "type":
         allowed = f"type {rule}"
     elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        sign = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        sign = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[
+            kind
+        ]
         allowed = f"a number {sign} {rule}"
     elif kind == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
@@ -158,7 +165,9 @@ def _check_cross_fields(cfg: dict, source: str) -> None:
     sr = cfg["audio"]["sample_rate"]
     fmax = fmax_hz(cfg)
     if fmax > sr / 2:
-        raise ConfigError(f"{source}: key 'mel.fmax' has value {fmax}; allowed: at most sample_rate/2 = {sr / 2}")
+        raise ConfigError(
+            f"{source}: key 'mel.fmax' has value {fmax}; allowed: at most sample_rate/2 = {sr / 2}"
+        )
     if cfg["mel"]["fmin"] >= fmax:
         raise ConfigError(
             f"{source}: key 'mel.fmin' has value {cfg['mel']['fmin']}; allowed: below mel.fmax ({fmax})"

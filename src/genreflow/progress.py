@@ -38,4 +38,6 @@ def progress(
             of = f"/{total}" if total else ""
             print(f"{desc}: {done}{of} done, {now - start:.1f} s", file=sys.stderr, flush=True)
     of = f"/{total}" if total else ""
-    print(f"{desc}: {done}{of} done in {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"{desc}: {done}{of} done in {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True
+    )

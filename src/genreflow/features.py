@@ -1,0 +1,262 @@
+"""Log-mel features and fixed-length segments.
+
+The definition is librosa's: ``power_to_db(melspectrogram(y, sr, n_fft, hop_length, n_mels,
+fmin, fmax), ref=1.0, amin=1e-10, top_db=top_db)`` with a centred, zero-padded periodic Hann
+STFT and Slaney mel filters. :class:`LogMel` computes the same numbers faster (float32 FFT,
+precomputed window, a sparse mel filterbank product, no numba), and ``tests/test_features.py``
+checks it against librosa to within 1e-3 dB. The FFT stays in float64: a float32 FFT is ~2x
+faster but its rounding (relative to each frame's loudest bin) reaches 0.03 dB in quiet bands.
+
+Segments are cut on the frame grid of the whole-clip spectrogram, so overlapping segments
+share their FFTs instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+AMIN = 1e-10  # power floor, as librosa.power_to_db: -100 dB
+_FRAMES_PER_BLOCK = 512  # bounds the float64 frame buffer to 8 MB at n_fft=2048
+
+
+class LogMel:
+    """Log-mel spectrogram extractor with precomputed window and filterbank.
+
+    Parameters
+    ----------
+    sample_rate, n_fft, hop_length, n_mels, fmin, fmax, top_db
+        As in ``librosa.feature.melspectrogram`` / ``librosa.power_to_db``.
+        ``fmax=None`` means Nyquist; ``top_db=None`` keeps absolute dB (floor -100 dB).
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        n_fft: int,
+        hop_length: int,
+        n_mels: int,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+        top_db: float | None = None,
+    ) -> None:
+        import scipy.signal
+        import scipy.sparse
+        from librosa.filters import mel as mel_filters
+
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.top_db = top_db
+        self.window = scipy.signal.get_window("hann", n_fft, fftbins=True)
+        fb = mel_filters(
+            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64
+        )
+        # Each mel filter spans a few FFT bins: a sparse product is ~15x cheaper than a dense GEMM.
+        self.filterbank = scipy.sparse.csr_matrix(fb)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a centred STFT over ``n_samples`` samples."""
+        return 1 + n_samples // self.hop_length
+
+    def power(self, samples: np.ndarray) -> np.ndarray:
+        """Mel power spectrogram, shape ``(n_mels, n_frames(len(samples)))``, float32."""
+        samples = np.asarray(samples, dtype=np.float32)
+        pad = self.n_fft // 2
+        padded = np.pad(samples, (pad, pad), mode="constant")
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft)[:: self.hop_length]
+        n = self.n_frames(len(samples))
+        frames = frames[:n]
+        power = np.empty((n, self.n_fft // 2 + 1), dtype=np.float64)
+        for start in range(0, n, _FRAMES_PER_BLOCK):
+            stop = min(start + _FRAMES_PER_BLOCK, n)
+            spec = scipy.fft.rfft(frames[start:stop] * self.window, axis=-1)
+            np.multiply(spec.real, spec.real, out=power[start:stop])
+            power[start:stop] += spec.imag * spec.imag
+        return (self.filterbank @ power.T).astype(np.float32)
+
+    def to_db(self, mel_power: np.ndarray) -> np.ndarray:
+        """``power_to_db(mel_power, ref=1.0, amin=1e-10, top_db=self.top_db)`` in float32."""
+        db = 10.0 * np.log10(np.maximum(mel_power, AMIN, dtype=np.float32))
+        if self.top_db is not None and db.size:
+            np.maximum(db, db.max() - self.top_db, out=db)
+        return db
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Log-mel dB, shape ``(n_mels, n_frames)``, float32."""
+        return self.to_db(self.power(samples))
+
+
+@dataclass(frozen=True)
+class SegmentGrid:
+    """Where fixed-length segments start on the STFT frame grid.
+
+    Segment length and hop are rounded to whole frames (3.0 s at 22050/512 -> 129 frames).
+    """
+
+    segment_frames: int
+    hop_frames: int
+    tail: str  # "pad" or "drop"
+
+    def starts(self, n_frames: int) -> np.ndarray:
+        """First frame of each segment for a clip of ``n_frames`` frames (may be empty)."""
+        if self.tail == "drop":
+            if n_frames < self.segment_frames:
+                return np.zeros(0, dtype=np.int64)
+            count = 1 + (n_frames - self.segment_frames) // self.hop_frames
+        else:
+            count = 1 + math.ceil(max(n_frames - self.segment_frames, 0) / self.hop_frames)
+        return np.arange(count, dtype=np.int64) * self.hop_frames
+
+
+@dataclass
+class ClipFeatures:
+    """The segments of one clip.
+
+    Attributes
+    ----------
+    segments : np.ndarray, shape (k, n_mels, segment_frames), float32
+    offsets : np.ndarray, shape (k,)
+        Start time of each segment in seconds.
+    padded : bool
+        True when the tail (or a clip shorter than one segment) was zero-padded.
+    seconds : dict
+        Wall time of the ``mel`` computation.
+    """
+
+    segments: np.ndarray
+    offsets: np.ndarray
+    padded: bool
+    seconds: dict = field(default_factory=dict)
+
+
+class FeatureExtractor:
+    """Clip -> log-mel segments, from the ``audio`` and ``mel`` config sections.
+
+    The same two sections are stored in ``features.json`` and ``genreflow.json``, so training,
+    ``predict``, the API and streaming all rebuild identical features from them.
+    """
+
+    def __init__(self, *, audio: Mapping[str, Any], mel: Mapping[str, Any]) -> None:
+        self.audio = dict(audio)
+        self.mel = dict(mel)
+        sr = int(audio["sample_rate"])
+        self.logmel = LogMel(
+            sample_rate=sr,
+            n_fft=int(mel["n_fft"]),
+            hop_length=int(mel["hop_length"]),
+            n_mels=int(mel["n_mels"]),
+            fmin=float(mel["fmin"]),
+            fmax=mel["fmax"],
+            top_db=mel.get("top_db"),
+        )
+        hop = self.logmel.hop_length
+        self.grid = SegmentGrid(
+            segment_frames=max(1, round(audio["segment_seconds"] * sr / hop)),
+            hop_frames=max(1, round(audio["segment_hop_seconds"] * sr / hop)),
+            tail=audio.get("tail", "pad"),
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> FeatureExtractor:
+        return cls(audio=cfg["audio"], mel=cfg["mel"])
+
+    @property
+    def sample_rate(self) -> int:
+        return self.logmel.sample_rate
+
+    @property
+    def n_mels(self) -> int:
+        return self.logmel.n_mels
+
+    @property
+    def segment_frames(self) -> int:
+        return self.grid.segment_frames
+
+    def load(
+        self,
+        path: str | os.PathLike,
+        *,
+        min_seconds: float | None = None,
+        silence: bool = True,
+        max_seconds: float | None = None,
+    ):
+        """Decode ``path`` with this extractor's audio settings (see :func:`genreflow.audio.load_audio`)."""
+        from genreflow.audio import load_audio
+
+        return load_audio(
+            path,
+            sample_rate=self.sample_rate,
+            min_seconds=self.audio.get("min_seconds", 0.0) if min_seconds is None else min_seconds,
+            silence_dbfs=self.audio.get("silence_dbfs") if silence else None,
+            max_seconds=max_seconds,
+        )
+
+    def segments(self, samples: np.ndarray, *, pad_short: bool = False) -> ClipFeatures:
+        """Cut ``samples`` (shape (n,)) into log-mel segments.
+
+        Parameters
+        ----------
+        samples : np.ndarray, shape (n,)
+        pad_short : bool
+            Pad a clip shorter than one segment even when ``tail`` is ``drop`` (prediction
+            must answer for any clip).
+
+        Returns
+        -------
+        ClipFeatures
+            ``segments`` has shape ``(k, n_mels, segment_frames)``; ``k`` may be 0 only when
+            ``tail == "drop"`` and the clip is shorter than one segment.
+        """
+        t0 = time.perf_counter()
+        power = self.logmel.power(samples)
+        n_frames = power.shape[1]
+        grid = self.grid
+        if pad_short and n_frames < grid.segment_frames:
+            grid = SegmentGrid(grid.segment_frames, grid.hop_frames, "pad")
+        starts = grid.starts(n_frames)
+        needed = int(starts[-1]) + grid.segment_frames if len(starts) else 0
+        padded = needed > n_frames
+        if padded:
+            # Zero audio past the end gives zero power in these frames (the STFT pads with zeros).
+            power = np.pad(power, ((0, 0), (0, needed - n_frames)))
+        db = self.logmel.to_db(power)
+        windows = np.lib.stride_tricks.sliding_window_view(db, grid.segment_frames, axis=1)
+        segs = np.ascontiguousarray(windows[:, starts].transpose(1, 0, 2))
+        offsets = starts * self.logmel.hop_length / self.sample_rate
+        return ClipFeatures(
+            segments=segs,
+            offsets=offsets.astype(np.float64),
+            padded=padded,
+            seconds={"mel": time.perf_counter() - t0},
+        )
+
+
+def librosa_logmel(samples: np.ndarray, *, sample_rate: int, mel: Mapping[str, Any]) -> np.ndarray:
+    """The reference definition, straight from librosa (slow path, for tests and benchmarks).
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, n_frames)
+    """
+    import librosa
+
+    power = librosa.feature.melspectrogram(
+        y=samples,
+        sr=sample_rate,
+        n_fft=mel["n_fft"],
+        hop_length=mel["hop_length"],
+        n_mels=mel["n_mels"],
+        fmin=mel["fmin"],
+        fmax=mel["fmax"],
+    )
+    return librosa.power_to_db(power, ref=1.0, amin=AMIN, top_db=mel.get("top_db"))
