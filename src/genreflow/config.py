@@ -150,8 +150,11 @@ def _describe(error) -> str:
     elif kind == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
-        where = key if error.absolute_path else "the top level"
-        return f"unknown key(s) {', '.join(extra)} in {where}; allowed keys: {', '.join(known)}"
+        prefix = f"{key}." if error.absolute_path else ""
+        unknown = ", ".join(
+            f"'{prefix}{name}' (value {json.dumps(error.instance[name], default=str)})" for name in extra
+        )
+        return f"unknown key {unknown}; allowed keys: {', '.join(known)}"
     elif kind == "minItems":
         allowed = f"a list with at least {rule} item(s)"
     elif kind == "uniqueItems":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,24 @@ GTZAN_SUBDIRS = ("genres", "genres_original")
 
 #: Separator of several labels in the ``labels`` column.
 LABEL_SEPARATOR = ";"
+
+#: The record ``genreflow demo-data`` writes at the root of a synthetic dataset.
+DEMO_RECORD = "demo.json"
+
+#: Kinds of :class:`SkippedItem`.
+SKIP_KINDS = (
+    "hidden",
+    "outside-label-folder",
+    "bad-label",
+    "empty-label",
+    "empty-path",
+    "unknown-extension",
+    "missing",
+    "not-a-file",
+    "unreadable",
+    "duplicate-id",
+    "not-in-split-lists",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +88,18 @@ class Clip:
 
 @dataclasses.dataclass(frozen=True)
 class SkippedItem:
-    """Something the manifest left out: the file, folder or CSV row, and the reason."""
+    """Something the manifest left out: the file, folder or CSV row, why, and a short kind.
+
+    ``kind`` is one of :data:`SKIP_KINDS` (for counting and filtering); ``reason`` is the
+    sentence for people.
+    """
 
     item: str
     reason: str
+    kind: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"item": self.item, "reason": self.reason}
+        return {"item": self.item, "kind": self.kind, "reason": self.reason}
 
 
 def find_dataset_root(root: str | os.PathLike) -> Path:
@@ -97,6 +121,19 @@ def find_dataset_root(root: str | os.PathLike) -> Path:
         if (root / name).is_dir():
             return root / name
     return root
+
+
+def is_demo_dataset(root: str | os.PathLike) -> bool:
+    """True when ``root`` is a synthetic dataset written by ``genreflow demo-data``.
+
+    It uses GTZAN's genres and file names, so only its record tells it apart from GTZAN.
+    """
+    record = Path(root).expanduser() / DEMO_RECORD
+    try:
+        info = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("generator") == "genreflow.demo"
 
 
 def discover(*, root: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]:
@@ -131,19 +168,20 @@ def discover(*, root: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]
     label_dirs: list[tuple[str, Path]] = []
     for entry in sorted(base.iterdir()):
         if entry.name.startswith("."):
-            skipped.append(SkippedItem(str(entry), "hidden file or folder"))
+            skipped.append(SkippedItem(str(entry), "hidden file or folder", "hidden"))
         elif entry.is_dir():
             if LABEL_SEPARATOR in entry.name:
                 reason = f"label folder name contains '{LABEL_SEPARATOR}' (the labels separator)"
-                skipped.append(SkippedItem(str(entry), reason))
+                skipped.append(SkippedItem(str(entry), reason, "bad-label"))
             else:
                 label_dirs.append((entry.name, entry))
         else:
-            skipped.append(SkippedItem(str(entry), "not inside a label folder"))
+            reason = "not inside a label folder"
+            skipped.append(SkippedItem(str(entry), reason, "outside-label-folder"))
 
     for label, folder in label_dirs:
         files, hidden = _walk_files(folder)
-        skipped.extend(SkippedItem(str(p), "hidden file or folder") for p in hidden)
+        skipped.extend(SkippedItem(str(p), "hidden file or folder", "hidden") for p in hidden)
         candidates.extend((label, f) for f in files)
 
     clips, more = _checked_clips(
@@ -155,7 +193,8 @@ def discover(*, root: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]
     present = {c.label for c in clips}
     for label, folder in label_dirs:
         if label not in present:
-            skipped.append(SkippedItem(str(folder), f"label '{label}' has no usable audio files"))
+            reason = f"label '{label}' has no usable audio files"
+            skipped.append(SkippedItem(str(folder), reason, "empty-label"))
 
     if not clips:
         raise DatasetError(_no_clips_message(str(base), skipped))
@@ -202,11 +241,11 @@ def read_csv(*, path: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]
         where = f"{path}:{line}"
         raw_path = row.get("path", "")
         if not raw_path:
-            skipped.append(SkippedItem(where, "empty path"))
+            skipped.append(SkippedItem(where, "empty path", "empty-path"))
             continue
         labels = _row_labels(row.get("label", ""), row.get("labels", ""))
         if not labels:
-            skipped.append(SkippedItem(where, f"empty label for {raw_path}"))
+            skipped.append(SkippedItem(where, f"empty label for {raw_path}", "empty-label"))
             continue
         audio = Path(raw_path).expanduser()
         if not audio.is_absolute():
@@ -404,31 +443,31 @@ def _checked_clips(
         shown = path if where == path else f"{where}: {path}"
         problem = _file_problem(Path(path))
         if problem:
-            skipped.append(SkippedItem(shown, problem))
+            skipped.append(SkippedItem(shown, problem[1], problem[0]))
         elif clip_id in kept:
-            skipped.append(
-                SkippedItem(shown, f"duplicate clip id '{clip_id}' (kept {kept[clip_id]})")
-            )
+            reason = f"duplicate clip id '{clip_id}' (kept {kept[clip_id]})"
+            skipped.append(SkippedItem(shown, reason, "duplicate-id"))
         else:
             kept[clip_id] = path
             clips.append(Clip(clip_id, path, label, labels, group, split))
     return clips, skipped
 
 
-def _file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be a clip, or None. Does not decode the audio."""
+def _file_problem(path: Path) -> tuple[str, str] | None:
+    """``(kind, reason)`` why ``path`` cannot be a clip, or None. Does not decode the audio."""
     if path.suffix.lower() not in AUDIO_EXTENSIONS:
         shown = path.suffix or "(none)"
-        return f"unknown extension {shown} (expected one of {', '.join(AUDIO_EXTENSIONS)})"
+        reason = f"unknown extension {shown} (expected one of {', '.join(AUDIO_EXTENSIONS)})"
+        return "unknown-extension", reason
     if not path.exists():
-        return "file does not exist" if not path.is_symlink() else "broken symbolic link"
+        return "missing", "broken symbolic link" if path.is_symlink() else "file does not exist"
     if not path.is_file():
-        return "not a regular file"
+        return "not-a-file", "not a regular file"
     try:
         with open(path, "rb"):
             pass
     except OSError as exc:
-        return f"cannot open: {exc.strerror or exc}"
+        return "unreadable", f"cannot open: {exc.strerror or exc}"
     return None
 
 

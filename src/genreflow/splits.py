@@ -284,7 +284,7 @@ def gtzan_filtered_split(
             kept.append(dataclasses.replace(clip, split=table[clip.clip_id]))
         else:
             reason = "not in the GTZAN fault-filtered split lists (left out of the standard split)"
-            left_out.append(SkippedItem(clip.path, reason))
+            left_out.append(SkippedItem(clip.path, reason, "not-in-split-lists"))
     if not kept:
         raise DatasetError(
             f"split.method gtzan-filtered: none of the {len(clips)} clips is in the GTZAN "
