@@ -8,6 +8,7 @@ record it and carry on with the next clip.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,12 @@ def load_audio(
     try:
         with sf.SoundFile(path) as fh:
             source_rate, channels, frames = fh.samplerate, fh.channels, fh.frames
+            cut = _cut_data_chunk(fh.extra_info)
+            if cut is not None:
+                raise AudioError(
+                    path,
+                    f"truncated: header says {cut[0]} bytes of audio data, the file holds {cut[1]}",
+                )
             if max_seconds is not None and frames > max_seconds * source_rate:
                 raise AudioError(
                     path, f"too long: {frames / source_rate:.1f} s (maximum {max_seconds:g} s)"
@@ -155,6 +162,24 @@ def rms_dbfs(samples: np.ndarray) -> float:
         return float("-inf")
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+#: libsndfile's log line for a WAV/AIFF ``data`` chunk or AU data size that the file cannot hold.
+_CUT_DATA = re.compile(r"^\s*(?:data|Data Size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _cut_data_chunk(log: str) -> tuple[int, int] | None:
+    """``(promised, present)`` data bytes when the header promises more than the file holds.
+
+    libsndfile quietly shortens such a file to the samples present (so ``frames`` looks
+    fine) and only notes it in its log. A header promising less than present, or the sizes
+    0 and 0xFFFFFFFF that streaming writers use for "unknown", is not a cut file.
+    """
+    for match in _CUT_DATA.finditer(log or ""):
+        promised, present = int(match.group(1)), int(match.group(2))
+        if present < promised < 0xFFFFFFFF:
+            return promised, present
+    return None
 
 
 def _short(exc: BaseException) -> str:

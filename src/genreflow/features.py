@@ -224,6 +224,13 @@ class FeatureExtractor:
         if pad_short and n_frames < grid.segment_frames:
             grid = SegmentGrid(grid.segment_frames, grid.hop_frames, "pad")
         starts = grid.starts(n_frames)
+        if len(starts) == 0:  # tail "drop" and a clip shorter than one segment
+            return ClipFeatures(
+                segments=np.zeros((0, self.n_mels, grid.segment_frames), dtype=np.float32),
+                offsets=np.zeros(0, dtype=np.float64),
+                padded=False,
+                seconds={"mel": time.perf_counter() - t0},
+            )
         needed = int(starts[-1]) + grid.segment_frames if len(starts) else 0
         padded = needed > n_frames
         if padded:

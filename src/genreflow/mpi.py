@@ -1,0 +1,206 @@
+"""MPI plumbing for the spectrogram stage: who launched us, the world, and aborting it.
+
+:func:`init_world` gives a :class:`World` with ``rank``, ``size`` and the three collectives the
+stage uses (``scatter``, ``gather``, ``bcast``). ``mpi4py`` is imported only when a launcher
+is detected (``mpiexec``/``mpirun`` of any MPI, ``srun``), so a plain ``python``/``genreflow``
+run is a one-rank world that never touches MPI (robust on login nodes where singleton MPI
+start-up can fail); under a launcher the size comes from mpi4py.
+
+:meth:`World.abort_on_error` turns an unexpected exception on any rank into a printed
+``rank r/N on host`` header plus traceback and ``MPI_Abort``, so no rank is left waiting
+forever in a collective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from genreflow.errors import StageError
+
+#: Environment variables that only exist inside a process started by an MPI launcher
+#: (``srun`` is recognised by ``SLURM_STEP_ID``, see :func:`detect_launcher`).
+LAUNCHER_MARKERS = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "PMI_FD",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+    "MV2_COMM_WORLD_SIZE",
+    "ALPS_APP_PE",
+)
+
+#: Pause between printing the traceback and MPI_Abort (see World.abort_on_error).
+ABORT_GRACE_SECONDS = 0.5
+
+#: Environment variables copied into ``timings.json`` to show how a run was launched.
+RECORDED_ENV = (
+    "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "SLURM_NTASKS",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_JOB_NODELIST",
+    "PMI_SIZE",
+    "PMIX_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "MPI_LOCALNRANKS",
+)
+
+
+def detect_launcher(env: Mapping[str, str] | None = None) -> str:
+    """How this process was started: ``"mpiexec"``, ``"srun"`` or ``"none"``.
+
+    MPICH/Intel hydra set ``MPI_LOCALNRANKS``/``PMI_HOSTNAME`` and Open MPI sets
+    ``OMPI_COMM_WORLD_SIZE`` even when they start their proxies through SLURM, so those win over
+    ``SLURM_STEP_ID``, which marks a task started by ``srun``. Other PMI variables without SLURM
+    mean some other ``mpiexec``.
+    """
+    env = os.environ if env is None else env
+    if any(k in env for k in ("MPI_LOCALNRANKS", "PMI_HOSTNAME", "OMPI_COMM_WORLD_SIZE")) or any(
+        k.startswith("HYDRA_") for k in env
+    ):
+        return "mpiexec"
+    if env.get("SLURM_STEP_ID", "") not in ("", "batch", "extern"):
+        return "srun"
+    if any(k in env for k in LAUNCHER_MARKERS):
+        return "mpiexec"
+    return "none"
+
+
+def expected_size(env: Mapping[str, str] | None = None) -> int | None:
+    """The number of processes the launcher says it started, or ``None`` when it does not say."""
+    env = os.environ if env is None else env
+    keys = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"]
+    if detect_launcher(env) == "srun":
+        keys.append("SLURM_STEP_NUM_TASKS")
+    for key in keys:
+        with contextlib.suppress(ValueError):
+            if key in env:
+                return int(env[key])
+    return None
+
+
+class World:
+    """The ranks of one run: ``rank``/``size``, ``scatter``/``gather``/``bcast`` and abort.
+
+    ``World(comm=None)`` is the one-rank world, whose collectives are identities.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm or None
+    launcher : str
+        ``"mpiexec"``, ``"srun"`` or ``"none"`` (recorded, not acted on).
+    """
+
+    def __init__(self, comm: Any = None, *, launcher: str = "none") -> None:
+        self.comm = comm
+        self.launcher = launcher
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+        self.host = socket.gethostname()
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def scatter(self, shares: Sequence[Any] | None) -> Any:
+        """Rank 0 passes one item per rank (others pass ``None``); each rank gets its item."""
+        if self.comm is None:
+            return shares[0]
+        return self.comm.scatter(shares, root=0)
+
+    def gather(self, item: Any) -> list[Any] | None:
+        """Every rank's ``item`` as a list on rank 0 (``None`` elsewhere)."""
+        if self.comm is None:
+            return [item]
+        return self.comm.gather(item, root=0)
+
+    def bcast(self, item: Any) -> Any:
+        """Rank 0's ``item`` on every rank."""
+        if self.comm is None:
+            return item
+        return self.comm.bcast(item, root=0)
+
+    @contextlib.contextmanager
+    def abort_on_error(self, *, what: str = "genreflow") -> Iterator[None]:
+        """Abort every rank when the block raises on this one.
+
+        With more than one rank, any exception (a bug, a full disk, Ctrl-C) prints
+        ``<what>: rank r/N on host: …`` and the traceback to stderr, then calls
+        ``MPI_Abort(1)``: the launcher kills the other ranks even when they are blocked in a
+        collective. In a one-rank world the exception propagates unchanged.
+        """
+        try:
+            yield
+        except BaseException:
+            if self.comm is None or self.size == 1:
+                raise
+            print(
+                f"{what}: rank {self.rank}/{self.size} on {self.host}: unexpected error, "
+                "aborting all ranks",
+                file=sys.stderr,
+            )
+            traceback.print_exc(file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # The launcher tears its output forwarding down on abort: give it a moment to pass
+            # the traceback on first, or the reason for the abort can be lost.
+            time.sleep(ABORT_GRACE_SECONDS)
+            self.comm.Abort(1)
+            os._exit(1)  # Abort does not return; should a broken MPI return, still end here
+
+
+def init_world(env: Mapping[str, str] | None = None) -> World:
+    """The MPI world this process belongs to.
+
+    Returns
+    -------
+    World
+        One rank without a launcher; otherwise ``mpi4py.MPI.COMM_WORLD``.
+
+    Raises
+    ------
+    StageError
+        A launcher is present but mpi4py cannot be imported, or the launcher started several
+        processes while MPI sees a world of one (``srun`` without ``--mpi=pmi2``, or an
+        ``mpiexec`` from a different MPI than the one mpi4py was built against): every process
+        would otherwise write the same rank-0 files.
+    """
+    env = os.environ if env is None else env
+    launcher = detect_launcher(env)
+    if launcher == "none":
+        return World(None, launcher="none")
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise StageError(
+            f"started by {launcher} but mpi4py cannot be imported ({exc}); install mpi4py "
+            "against this MPI, or run without a launcher for one rank"
+        ) from None
+    world = World(MPI.COMM_WORLD, launcher=launcher)
+    expected = expected_size(env)
+    if world.size == 1 and expected is not None and expected > 1:
+        hint = (
+            "use `srun --mpi=pmi2` (or MpiDefault=pmi2 in slurm.conf)"
+            if launcher == "srun"
+            else "use the mpiexec that belongs to mpi4py's MPI library "
+            f"({MPI.Get_library_version().splitlines()[0].strip()})"
+        )
+        raise StageError(
+            f"{launcher} started {expected} processes but MPI reports a world of 1, so every "
+            f"process would act as rank 0; {hint}"
+        )
+    return world
+
+
+def launcher_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The launcher-related environment variables that are set (for the timings record)."""
+    env = os.environ if env is None else env
+    return {k: env[k] for k in RECORDED_ENV if k in env}

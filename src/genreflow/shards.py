@@ -1,0 +1,398 @@
+"""Feature shards: the per-rank ``.npy`` writer and the reader of a feature directory.
+
+A feature directory (written by ``genreflow spectrograms``, format in ``docs/formats.md``,
+"Features") holds float16 shards ``part-<rank>-<k>.npy`` of shape ``(rows, n_mels, n_frames)``,
+``index.csv`` (which rows of which shard belong to which clip) and the completion marker
+``features.json``. Later stages read it only through :func:`open_features`::
+
+    fs = open_features("work/features")      # StageError unless features.json is there
+    fs.info                                   # features.json as a dict ("labels", "mel", ...)
+    fs.labels, fs.n_mels, fs.n_frames
+    for row in fs.rows(split="train"):        # IndexRow: clip_id, label, labels, split, ...
+        x = fs.clip_segments(row)             # (k, n_mels, n_frames) float16, memory-mapped
+        row.offsets                           # start (s) of each of the k segments
+
+``fs.shard(name)`` is the memory-mapped shard (opened once, cached); ``fs.index`` all rows in
+manifest order. The arrays are read-only views: ``np.asarray(x, dtype=np.float32)`` copies.
+
+:class:`ShardWriter` streams rows into a shard whose final length is unknown: it writes an
+``.npy`` header for zero rows (numpy reserves room in the header for the row count to grow),
+appends raw rows, then rewrites the header with the real row count and renames the file into
+place through :func:`genreflow.atomic.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genreflow.atomic import atomic_open, atomic_path
+from genreflow.errors import StageError
+
+#: Shard element type on disk (little-endian float16).
+SHARD_DTYPE = np.dtype("<f2")
+
+#: Columns of ``index.csv``, in order.
+INDEX_COLUMNS = (
+    "clip_id",
+    "path",
+    "label",
+    "labels",
+    "group",
+    "split",
+    "shard",
+    "row_start",
+    "row_stop",
+    "offsets",
+    "duration",
+)
+
+MARKER = "features.json"
+INDEX = "index.csv"
+
+
+def shard_name(rank: int, k: int) -> str:
+    """File name of rank ``rank``'s ``k``-th shard: ``part-<rank>-<k>.npy``."""
+    return f"part-{rank}-{k}.npy"
+
+
+class ShardWriter:
+    """Append ``(rows, n_mels, n_frames)`` blocks to rolling float16 shards of one rank.
+
+    Parameters
+    ----------
+    directory : path-like
+        The feature directory.
+    rank : int
+        Names the files ``part-<rank>-<k>.npy``.
+    row_shape : tuple of int
+        ``(n_mels, n_frames)``.
+    max_bytes : int
+        Start a new shard before a block would take the current file (header included) past
+        this size. One clip's block is never split; a block larger than ``max_bytes`` gets a
+        shard of its own.
+
+    Notes
+    -----
+    Use as a context manager: leaving the block normally finalises the open shard; leaving it
+    with an exception deletes the unfinished temporary file, so only complete shards ever
+    appear under a ``part-*.npy`` name.
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: str | os.PathLike,
+        rank: int,
+        row_shape: tuple[int, int],
+        max_bytes: int,
+    ) -> None:
+        self.directory = Path(directory)
+        self.rank = rank
+        self.row_shape = tuple(int(n) for n in row_shape)
+        self.row_bytes = SHARD_DTYPE.itemsize * int(np.prod(self.row_shape))
+        self.max_bytes = int(max_bytes)
+        self.finished: list[tuple[str, int]] = []  # (name, rows) of closed shards
+        self.bytes_written = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._fh: Any = None
+        self._name = ""
+        self._rows = 0
+        self._data_offset = 0
+
+    def append(self, block: np.ndarray) -> tuple[str, int, int]:
+        """Write ``block`` (shape ``(k, n_mels, n_frames)``, k >= 1) after the current rows.
+
+        Returns
+        -------
+        shard : str
+            File name the block went to.
+        row_start, row_stop : int
+            Its rows in that shard.
+        """
+        if block.ndim != 3 or tuple(block.shape[1:]) != self.row_shape or len(block) == 0:
+            raise ValueError(
+                f"block of shape {block.shape} does not fit rows of shape {self.row_shape}"
+            )
+        size = len(block) * self.row_bytes
+        if self._fh is not None and self._rows and self._current_bytes() + size > self.max_bytes:
+            self._close_shard()
+        if self._fh is None:
+            self._open_shard()
+        self._fh.write(np.ascontiguousarray(block, dtype=SHARD_DTYPE).tobytes())
+        start = self._rows
+        self._rows += len(block)
+        return self._name, start, self._rows
+
+    def close(self) -> None:
+        """Finalise the open shard (if any)."""
+        if self._fh is not None:
+            self._close_shard()
+
+    def discard(self) -> None:
+        """Drop the unfinished shard without renaming it into place."""
+        if self._stack is not None:
+            stack, self._stack, self._fh = self._stack, None, None
+            with contextlib.suppress(Exception):
+                # Entering the exit path with an exception makes atomic_path delete the temp file.
+                stack.__exit__(RuntimeError, RuntimeError("discarded"), None)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    def _current_bytes(self) -> int:
+        return self._data_offset + self._rows * self.row_bytes
+
+    def _header(self, rows: int) -> dict[str, Any]:
+        return {"descr": SHARD_DTYPE.str, "fortran_order": False, "shape": (rows, *self.row_shape)}
+
+    def _open_shard(self) -> None:
+        self._name = shard_name(self.rank, len(self.finished))
+        self._stack = contextlib.ExitStack()
+        tmp = self._stack.enter_context(atomic_path(self.directory / self._name))
+        # The stack owns the file: it stays open across appends until the shard is finalised.
+        self._fh = self._stack.enter_context(open(tmp, "wb"))  # noqa: SIM115
+        np.lib.format.write_array_header_1_0(self._fh, self._header(0))
+        self._data_offset = self._fh.tell()
+        self._rows = 0
+
+    def _close_shard(self) -> None:
+        fh = self._fh
+        fh.seek(0)
+        np.lib.format.write_array_header_1_0(fh, self._header(self._rows))
+        if fh.tell() != self._data_offset:  # numpy reserves 21 digits for the row count
+            raise RuntimeError(f"{self._name}: the .npy header changed size when it was finalised")
+        fh.seek(0, os.SEEK_END)
+        self.bytes_written += fh.tell()
+        stack, self._stack, self._fh = self._stack, None, None
+        stack.close()  # closes the file, then fsync + rename into place
+        self.finished.append((self._name, self._rows))
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One good clip in ``index.csv``: its metadata and where its segments are.
+
+    Attributes
+    ----------
+    clip_id, path, label, group, split : str
+    labels : tuple of str
+    shard : str
+        File name of the shard in the feature directory.
+    row_start, row_stop : int
+        The clip's segments are rows ``row_start:row_stop`` of ``shard``, in time order.
+    offsets : tuple of float
+        Start time (s) of each segment.
+    duration : float
+        Clip length (s).
+    """
+
+    clip_id: str
+    path: str
+    label: str
+    labels: tuple[str, ...]
+    group: str
+    split: str
+    shard: str
+    row_start: int
+    row_stop: int
+    offsets: tuple[float, ...]
+    duration: float
+
+    @property
+    def n_segments(self) -> int:
+        return self.row_stop - self.row_start
+
+
+def write_index(path: str | os.PathLike, rows: Iterable[IndexRow]) -> None:
+    """Write ``index.csv`` atomically (columns :data:`INDEX_COLUMNS`)."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(INDEX_COLUMNS)
+        for r in rows:
+            writer.writerow(
+                [
+                    r.clip_id,
+                    r.path,
+                    r.label,
+                    ";".join(r.labels),
+                    r.group,
+                    r.split,
+                    r.shard,
+                    r.row_start,
+                    r.row_stop,
+                    ";".join(repr(round(float(x), 6)) for x in r.offsets),
+                    repr(round(float(r.duration), 6)),
+                ]
+            )
+
+
+def read_index(path: str | os.PathLike) -> list[IndexRow]:
+    """Read ``index.csv``.
+
+    Raises
+    ------
+    StageError
+        Missing file, wrong columns or a malformed row (names the file and line).
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(header) != INDEX_COLUMNS:
+                raise StageError(
+                    f"{path}: not a feature index (expected columns {','.join(INDEX_COLUMNS)})"
+                )
+            rows = []
+            for record in reader:
+                try:
+                    d = dict(zip(INDEX_COLUMNS, record, strict=True))
+                    rows.append(
+                        IndexRow(
+                            clip_id=d["clip_id"],
+                            path=d["path"],
+                            label=d["label"],
+                            labels=tuple(x for x in d["labels"].split(";") if x),
+                            group=d["group"],
+                            split=d["split"],
+                            shard=d["shard"],
+                            row_start=int(d["row_start"]),
+                            row_stop=int(d["row_stop"]),
+                            offsets=tuple(float(x) for x in d["offsets"].split(";") if x),
+                            duration=float(d["duration"]),
+                        )
+                    )
+                except ValueError as exc:
+                    raise StageError(f"{path}:{reader.line_num}: malformed row: {exc}") from None
+    except OSError as exc:
+        raise StageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return rows
+
+
+class FeatureSet:
+    """A complete feature directory (see the module docstring). Build it with :func:`open_features`.
+
+    Attributes
+    ----------
+    path : Path
+    info : dict
+        ``features.json``.
+    index : list of IndexRow
+        Every good clip, in manifest order.
+    """
+
+    def __init__(self, path: Path, info: dict, index: list[IndexRow]) -> None:
+        self.path = path
+        self.info = info
+        self.index = index
+        self._shards: dict[str, np.ndarray] = {}
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted label names of the manifest (the classifier's classes)."""
+        return list(self.info["labels"])
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.info["n_mels"])
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per segment."""
+        return int(self.info["n_frames"])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def rows(self, *, split: str | None = None) -> list[IndexRow]:
+        """Index rows, optionally only those of one ``split`` (``train``/``valid``/``test``)."""
+        return [r for r in self.index if split is None or r.split == split]
+
+    def shard(self, name: str) -> np.ndarray:
+        """Shard ``name`` memory-mapped read-only, shape ``(rows, n_mels, n_frames)`` float16.
+
+        Raises
+        ------
+        StageError
+            The shard is not listed in ``features.json``, is missing, or has the wrong shape.
+        """
+        if name not in self._shards:
+            if name not in self.info["shards"]:
+                raise StageError(f"{self.path}: shard '{name}' is not listed in {MARKER}")
+            file = self.path / name
+            try:
+                array = np.load(file, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise StageError(f"{file}: cannot read shard: {exc}") from None
+            expected = (self.n_mels, self.n_frames)
+            if array.dtype != SHARD_DTYPE or array.ndim != 3 or array.shape[1:] != expected:
+                raise StageError(
+                    f"{file}: shard is {array.dtype} {array.shape}, expected float16 "
+                    f"(rows, {expected[0]}, {expected[1]})"
+                )
+            self._shards[name] = array
+        return self._shards[name]
+
+    def clip_segments(self, row: IndexRow) -> np.ndarray:
+        """The segments of one clip: shape ``(k, n_mels, n_frames)``, float16 (a read-only view)."""
+        return self.shard(row.shard)[row.row_start : row.row_stop]
+
+
+def open_features(path: str | os.PathLike) -> FeatureSet:
+    """Open a feature directory written by ``genreflow spectrograms``.
+
+    Parameters
+    ----------
+    path : path-like
+        The directory given as ``--out`` to ``genreflow spectrograms``.
+
+    Returns
+    -------
+    FeatureSet
+
+    Raises
+    ------
+    StageError
+        No ``features.json`` (the stage never finished, crashed, or failed on too many bad
+        files), an unreadable marker or index, an index that disagrees with the marker, or a
+        listed shard that is missing.
+    """
+    path = Path(path)
+    marker = path / MARKER
+    if not marker.is_file():
+        why = "the folder does not exist" if not path.is_dir() else f"there is no {MARKER}"
+        raise StageError(
+            f"{path}: not a complete feature directory ({why}): the spectrogram stage did not "
+            "finish there; run `genreflow spectrograms` (again)"
+        )
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StageError(f"{marker}: cannot read: {exc}") from None
+    missing = [k for k in ("labels", "n_mels", "n_frames", "shards", "n_clips") if k not in info]
+    if missing:
+        raise StageError(f"{marker}: missing field(s) {', '.join(missing)}")
+    index = read_index(path / INDEX)
+    if len(index) != info["n_clips"]:
+        raise StageError(
+            f"{path / INDEX}: {len(index)} rows, but {MARKER} records {info['n_clips']} clips"
+        )
+    absent = [name for name in info["shards"] if not (path / name).is_file()]
+    if absent:
+        raise StageError(f"{path}: shard(s) listed in {MARKER} are missing: {', '.join(absent)}")
+    return FeatureSet(path, info, index)

@@ -1,0 +1,196 @@
+"""Decoding (genreflow.audio) and log-mel segments (genreflow.features) on real audio files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genreflow.audio import load_audio
+from genreflow.config import load_config
+from genreflow.errors import AudioError
+from genreflow.features import FeatureExtractor, LogMel, SegmentGrid, librosa_logmel
+
+SR = 22050
+
+
+def music_like(seconds: float, *, sr: int = SR, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """Harmonic tones with vibrato and decaying notes over a little noise, shape (n, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.02 * rng.standard_normal(len(t))
+    for f0 in rng.uniform(110, 880, size=3):
+        phase = 2 * np.pi * f0 * t + 3 * np.sin(2 * np.pi * 5 * t)
+        notes = np.exp(-4 * np.mod(t, rng.uniform(0.2, 0.6)))
+        for h in range(1, 5):
+            y += 0.1 / h * notes * np.sin(h * phase)
+    out = np.stack([y * (1 - 0.3 * c) for c in range(channels)], axis=1)
+    return (out / np.abs(out).max() * 0.8).astype(np.float32)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, music_like(5.0), SR, subtype="PCM_16")
+    return path
+
+
+def extractor(**overrides) -> FeatureExtractor:
+    return FeatureExtractor.from_config(load_config(None, overrides=overrides))
+
+
+@pytest.mark.parametrize("top_db", [None, 30.0])
+def test_logmel_matches_librosa_on_decoded_audio(wav, top_db):
+    cfg = load_config(None, overrides={"mel.top_db": top_db})
+    audio = load_audio(wav, sample_rate=SR)
+    ours = FeatureExtractor.from_config(cfg).logmel(audio.samples)
+    reference = librosa_logmel(audio.samples, sample_rate=SR, mel=cfg["mel"])
+    assert ours.shape == reference.shape == (128, 1 + len(audio.samples) // 512)
+    assert ours.dtype == np.float32
+    assert np.abs(ours - reference).max() < 1e-3
+    if top_db is not None:
+        assert ours.max() - ours.min() <= top_db + 1e-3
+        assert np.isclose(ours.min(), ours.max() - top_db, atol=1e-3)  # the floor is reached
+
+
+def test_segments_are_slices_of_the_whole_clip_spectrogram(wav):
+    fx = extractor(**{"mel.n_mels": 64})
+    audio = fx.load(wav)
+    clip = fx.segments(audio.samples)
+    whole = librosa_logmel(audio.samples, sample_rate=SR, mel=fx.mel)
+    frames = fx.segment_frames
+    assert frames == round(3.0 * SR / 512) == 129
+    assert clip.segments.shape == (len(clip.offsets), 64, frames)
+    for seg, offset in zip(clip.segments, clip.offsets, strict=True):
+        start = round(offset * SR / 512)
+        available = min(frames, whole.shape[1] - start)
+        assert np.abs(seg[:, :available] - whole[:, start : start + available]).max() < 1e-3
+        # Past the end of the clip, padded frames are silence: the -100 dB floor.
+        assert np.all(seg[:, available:] == np.float32(-100.0))
+
+
+@pytest.mark.parametrize(
+    ("tail", "n_frames", "expected"),
+    [
+        ("pad", 431, 6),  # 5 s: starts 0, 65, ..., 325 (325 + 129 > 431: padded)
+        ("drop", 431, 5),  # last full segment starts at 260
+        ("pad", 129, 1),
+        ("drop", 129, 1),
+        ("pad", 50, 1),  # shorter than one segment: one padded segment
+        ("drop", 50, 0),
+    ],
+)
+def test_segment_grid_counts(tail, n_frames, expected):
+    grid = SegmentGrid(segment_frames=129, hop_frames=65, tail=tail)
+    starts = grid.starts(n_frames)
+    assert len(starts) == expected
+    assert np.array_equal(starts, np.arange(expected) * 65)
+    if tail == "drop" and expected:
+        assert starts[-1] + 129 <= n_frames
+    if tail == "pad" and expected:
+        assert starts[-1] + 129 >= n_frames or n_frames - starts[-1] - 129 < 65
+
+
+def test_offsets_and_padded_flag():
+    fx = extractor()
+    hop_s = fx.grid.hop_frames * 512 / SR
+    five = fx.segments(music_like(5.0)[:, 0])
+    assert np.allclose(five.offsets, np.arange(len(five.offsets)) * hop_s)
+    assert five.padded  # 431 frames do not end on the 65-frame grid
+    short = fx.segments(music_like(1.2)[:, 0])
+    assert short.segments.shape == (1, 128, 129)
+    assert short.padded
+    assert short.offsets.tolist() == [0.0]
+    # A clip filling whole segments exactly is not padded: 129 frames = 128 hops of samples.
+    exact = fx.segments(music_like(128 * 512 / SR)[:, 0])
+    assert exact.segments.shape[0] == 1 and not exact.padded
+    dropped = extractor(**{"audio.tail": "drop"}).segments(music_like(1.2)[:, 0])
+    assert dropped.segments.shape == (0, 128, 129)
+    forced = extractor(**{"audio.tail": "drop"}).segments(music_like(1.2)[:, 0], pad_short=True)
+    assert forced.segments.shape == (1, 128, 129) and forced.padded
+
+
+def test_float16_roundtrip_keeps_db_to_a_few_hundredths(wav, tmp_path):
+    fx = extractor()
+    segs = fx.segments(fx.load(wav).samples).segments
+    path = tmp_path / "segs.npy"
+    np.save(path, segs.astype(np.float16))
+    back = np.load(path, mmap_mode="r")
+    assert back.dtype == np.float16 and back.shape == segs.shape
+    # float16 spacing is 1/16 dB between 64 and 128 dB magnitude, so rounding is <= 1/32 dB.
+    assert np.abs(back.astype(np.float32) - segs).max() <= 1 / 32
+    assert np.isfinite(back).all()
+
+
+def test_load_audio_resamples_stereo_44k_to_mono_22k(tmp_path):
+    path = tmp_path / "stereo.wav"
+    t = np.arange(2 * 44100) / 44100
+    tone = np.sin(2 * np.pi * 440.0 * t)
+    sf.write(path, np.stack([0.5 * tone, 0.3 * tone], axis=1), 44100, subtype="FLOAT")
+    audio = load_audio(path, sample_rate=SR)
+    assert audio.samples.shape == (SR * 2,)
+    assert audio.samples.dtype == np.float32
+    assert (audio.source_rate, audio.source_channels, audio.sample_rate) == (44100, 2, SR)
+    assert audio.duration == pytest.approx(2.0)
+    assert audio.bytes_in == path.stat().st_size
+    assert set(audio.seconds) == {"decode", "resample"}
+    # The mono mix is the channel mean (0.4 x the tone), sampled at 22050 Hz.
+    expected = 0.4 * np.sin(2 * np.pi * 440.0 * np.arange(2 * SR) / SR)
+    assert np.abs(audio.samples - expected)[200:-200].max() < 1e-3
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("FLAC", ".flac"), ("OGG", ".ogg")])
+def test_load_audio_reads_flac_and_ogg(tmp_path, fmt, ext):
+    path = tmp_path / f"clip{ext}"
+    signal = music_like(1.5)[:, 0]
+    sf.write(path, signal, SR, format=fmt)
+    audio = load_audio(path, sample_rate=SR)
+    assert abs(len(audio.samples) - len(signal)) <= 1
+    n = min(len(signal), len(audio.samples))
+    tolerance = 1e-3 if fmt == "FLAC" else 0.2  # Vorbis is lossy
+    assert np.sqrt(np.mean((audio.samples[:n] - signal[:n]) ** 2)) < tolerance
+
+
+def test_load_audio_errors_name_path_and_reason(tmp_path):
+    good = music_like(2.0)[:, 0]
+    cases = {}
+    cases["song.m4a"] = b"\x00\x00\x00\x20ftypM4A "
+    cases["empty.wav"] = b""
+    cases["noise.wav"] = np.random.default_rng(3).bytes(5000)
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    sf.write(tmp_path / "full.wav", good, SR, subtype="PCM_16")
+    whole = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])
+    sf.write(tmp_path / "short.wav", good[: int(0.2 * SR)], SR)
+    sf.write(tmp_path / "silent.wav", np.zeros(SR * 2, dtype=np.float32), SR)
+
+    expected = {
+        "song.m4a": "unsupported format '.m4a'",
+        "empty.wav": "empty file",
+        "noise.wav": "cannot decode",
+        "cut.wav": "truncated",
+        "short.wav": "too short: 0.20 s",
+        "silent.wav": "silent",
+    }
+    for name, reason in expected.items():
+        path = tmp_path / name
+        with pytest.raises(AudioError) as info:
+            load_audio(path, sample_rate=SR, min_seconds=1.0, silence_dbfs=-60.0)
+        assert info.value.path == str(path)
+        assert reason in info.value.reason, (name, info.value.reason)
+        assert str(info.value).startswith(str(path))
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(AudioError, match="cannot read"):
+        load_audio(missing, sample_rate=SR)
+    # The same checks pass a normal clip.
+    assert load_audio(tmp_path / "full.wav", sample_rate=SR, min_seconds=1.0).duration == 2.0
+
+
+def test_logmel_standalone_matches_librosa_for_other_settings():
+    mel = {"n_fft": 1024, "hop_length": 256, "n_mels": 40, "fmin": 50.0, "fmax": 8000.0}
+    y = music_like(1.0, sr=16000)[:, 0]
+    ours = LogMel(sample_rate=16000, **mel)(y)
+    reference = librosa_logmel(y, sample_rate=16000, mel={**mel, "top_db": None})
+    assert ours.shape == (40, 1 + len(y) // 256)
+    assert np.abs(ours - reference).max() < 1e-3
