@@ -1,0 +1,470 @@
+"""The report's numbers as one JSON-able dict (``summary.json``), and a few lines of it as text.
+
+``build_summary`` groups the runs into sweeps, computes speed-ups, efficiencies, Amdahl fits,
+load balance and model quality; the Markdown/HTML report, the plots' annotations and
+``summary_lines`` (printed by ``make demo``) all read this one dict, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+#: The descended project's published figures: quoted for context, never measured here.
+REFERENCE = {
+    "source": "the project genreflow descends from (its own write-up; not measured here)",
+    "rows": [
+        {
+            "stage": "spectrograms",
+            "task": "log-mel spectrograms of GTZAN",
+            "baseline_seconds": 162.0,
+            "best_seconds": 26.0,
+            "speedup": 6.16,
+            "how": "ipyparallel engines",
+        },
+        {
+            "stage": "train",
+            "task": "CNN training on GTZAN",
+            "baseline_seconds": 6102.0,
+            "best_seconds": 707.0,
+            "speedup": 8.6,
+            "how": "TensorFlow thread tuning",
+        },
+    ],
+    "validation_accuracy": 0.645,
+    "dataset": "GTZAN",
+}
+
+STAGE_TITLES = {"spectrograms": "spectrograms", "train": "training"}
+
+
+def build_summary(collected, *, environment: Mapping[str, Any] | None = None) -> dict:
+    """All the report's numbers, from what :func:`~genreflow.report.collect.collect` read.
+
+    Parameters
+    ----------
+    collected : genreflow.report.collect.Collected
+    environment : mapping, optional
+        From :func:`~genreflow.report.environment.collect_environment`.
+
+    Returns
+    -------
+    dict
+        ``stages`` (one entry per sweep: points, baseline, best, speed-up, efficiency, fit),
+        ``load_balance``, ``training_curves``, ``quality``, ``benchmarks``, ``reference``,
+        ``environment``, ``config_hashes`` and ``notes`` (per section).
+    """
+    notes: dict[str, list[str]] = {
+        "spectrograms": [],
+        "load_balance": [],
+        "train": [],
+        "training_curves": [],
+        "quality": [],
+        "benchmarks": [],
+        "files": list(collected.notes),
+    }
+    stages = []
+    spectrograms = _timed(
+        collected, collected.spectrograms, lambda r: r.compute_seconds, notes["spectrograms"]
+    )
+    if spectrograms:
+        for runs in _groups(spectrograms, key=lambda r: (r.config_hash, r.files)):
+            stages.append(_spectrogram_sweep(collected, runs, notes["spectrograms"]))
+    elif not collected.spectrograms:
+        notes["spectrograms"].append(
+            "no spectrogram timings found (no timings.json with stage 'spectrograms')"
+        )
+    train = _timed(collected, collected.train, lambda r: r.epoch_seconds, notes["train"])
+    if train:
+        for runs in _groups(train, key=lambda r: (r.config_hash, r.samples_per_epoch)):
+            stages.append(_train_sweep(collected, runs, notes["train"]))
+    elif not collected.train:
+        notes["train"].append("no training timings found (no timings.json with stage 'train')")
+
+    load_balance = [_load_balance(collected, run) for run in collected.spectrograms if run.ranks]
+    if not load_balance:
+        notes["load_balance"].append(
+            "no per-rank timings found (spectrogram timings.json without ranks[])"
+        )
+    curves = [_curves(collected, h) for h in collected.histories]
+    if not curves:
+        notes["training_curves"].append("no training history found (no history.json)")
+    quality = [_quality(collected, m) for m in collected.metrics]
+    if not quality:
+        notes["quality"].append("no evaluation metrics found (no metrics.json)")
+    benchmarks = [_benchmark(collected, b) for b in collected.benchmarks]
+    if not benchmarks:
+        notes["benchmarks"].append("no Snakemake benchmark files found")
+    return {
+        "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "results": str(collected.results),
+        "stages": stages,
+        "load_balance": load_balance,
+        "training_curves": curves,
+        "quality": quality,
+        "benchmarks": benchmarks,
+        "reference": REFERENCE,
+        "environment": dict(environment or {}),
+        "config_hashes": {k: sorted(set(v)) for k, v in sorted(collected.config_hashes.items())},
+        "notes": notes,
+    }
+
+
+def _timed(collected, runs: Sequence, seconds, notes: list[str]) -> list:
+    """The runs with a positive time; a note for each one left out."""
+    kept = []
+    for run in runs:
+        if seconds(run) > 0:
+            kept.append(run)
+        else:
+            notes.append(f"{collected.relative(run.path)}: no positive time to scale, left out")
+    return kept
+
+
+def _groups(runs: Sequence, *, key) -> list[list]:
+    """Runs of one sweep share a workload (config hash and size); sorted by folder."""
+    grouped: dict[Any, list] = {}
+    for run in runs:
+        grouped.setdefault(key(run), []).append(run)
+    return sorted(grouped.values(), key=lambda rs: str(rs[0].path))
+
+
+def _common_folder(collected, runs: Iterable) -> str:
+    folders = [PurePosixPath(collected.relative(r.path.parent)) for r in runs]
+    common = os.path.commonpath([str(f) for f in folders]) if folders else ""
+    return common if common and common != "." else "(results root)"
+
+
+def _cores(runs: Sequence) -> tuple[int | None, str | None]:
+    known = Counter((r.cores, r.cores_source) for r in runs if r.cores)
+    return known.most_common(1)[0][0] if known else (None, None)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _hosts_text(hosts: Iterable[str]) -> str:
+    unique = sorted(set(hosts))
+    if not unique:
+        return "host unknown"
+    shown = ", ".join(unique[:3]) + (f", +{len(unique) - 3}" if len(unique) > 3 else "")
+    return f"{_plural(len(unique), 'node')} ({shown})"
+
+
+def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
+    from genreflow.report.scaling import scaling
+
+    cores, cores_source = _cores(runs)
+    result = scaling(
+        counts=[r.n_ranks for r in runs], times=[r.compute_seconds for r in runs], cores=cores
+    )
+    group = _common_folder(collected, runs)
+    points = []
+    for p in result.points:
+        at = [r for r in runs if r.n_ranks == p.count]
+        threads = {r.threads_per_rank for r in at if r.threads_per_rank}
+        hosts = [h for r in at for h in r.hosts]
+        points.append(
+            {
+                **_point_dict(p),
+                "wall_seconds": statistics.median(r.wall_seconds for r in at),
+                "startup_seconds": statistics.median(r.startup_seconds for r in at),
+                "hosts": sorted(set(hosts)),
+                "config": (
+                    f"{_plural(p.count, 'rank')}"
+                    + (f" x {_plural(min(threads), 'thread')}" if len(threads) == 1 else "")
+                    + f", {_hosts_text(hosts)}"
+                ),
+                "runs_paths": [collected.relative(r.path) for r in at],
+            }
+        )
+    first = runs[0]
+    task = "log-mel spectrograms"
+    if first.files is not None:
+        task += f" of {_plural(first.files, 'clip')}"
+    if first.segments is not None:
+        task += f" ({_plural(first.segments, 'segment')})"
+    entry = _sweep_entry(
+        stage="spectrograms",
+        axis="ranks",
+        metric="compute seconds = wall - startup (median over repeats)",
+        group=group,
+        task=task,
+        result=result,
+        points=points,
+        cores=cores,
+        cores_source=cores_source,
+    )
+    _sweep_notes(entry, notes, unit="ranks")
+    return entry
+
+
+def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
+    from genreflow.report.scaling import scaling
+
+    cores, cores_source = _cores(runs)
+    result = scaling(
+        counts=[r.intra_op for r in runs], times=[r.epoch_seconds for r in runs], cores=cores
+    )
+    group = _common_folder(collected, runs)
+    points = []
+    for p in result.points:
+        at = [r for r in runs if r.intra_op == p.count]
+        inter = {r.inter_op for r in at if r.inter_op}
+        devices = {r.device for r in at if r.device}
+        throughputs = [r.throughput for r in at if r.throughput]
+        hosts = [r.host for r in at if r.host]
+        points.append(
+            {
+                **_point_dict(p),
+                "samples_per_second": statistics.median(throughputs) if throughputs else None,
+                "epochs": sum(len(r.epochs) for r in at),
+                "hosts": sorted(set(hosts)),
+                "config": (
+                    f"{_plural(p.count, 'intra-op thread')}"
+                    + (f" + {min(inter)} inter-op" if len(inter) == 1 else "")
+                    + (f", {'/'.join(sorted(devices))}" if devices else "")
+                    + f", {_hosts_text(hosts)}"
+                ),
+                "runs_paths": [collected.relative(r.path) for r in at],
+            }
+        )
+    samples = runs[0].samples_per_epoch
+    task = "one training epoch" + (f" ({samples} samples)" if samples else "")
+    entry = _sweep_entry(
+        stage="train",
+        axis="threads",
+        metric="seconds per epoch (median over the epochs after the first, then over repeats)",
+        group=group,
+        task=task,
+        result=result,
+        points=points,
+        cores=cores,
+        cores_source=cores_source,
+    )
+    _sweep_notes(entry, notes, unit="threads")
+    return entry
+
+
+def _point_dict(p) -> dict:
+    return {
+        "count": p.count,
+        "seconds": p.seconds,
+        "runs": p.runs,
+        "speedup": p.speedup,
+        "efficiency": p.efficiency,
+        "core_efficiency": p.core_efficiency,
+        "oversubscribed": p.oversubscribed,
+    }
+
+
+def _sweep_entry(*, stage, axis, metric, group, task, result, points, cores, cores_source) -> dict:
+    base = next(p for p in points if p["count"] == result.baseline.count)
+    best = next(p for p in points if p["count"] == result.best.count)
+    return {
+        "stage": stage,
+        "axis": axis,
+        "metric": metric,
+        "group": group,
+        "task": task,
+        "cores": cores,
+        "cores_source": cores_source,
+        "points": points,
+        "baseline": base,
+        "best": best,
+        "speedup": best["speedup"],
+        "efficiency": best["efficiency"],
+        "core_efficiency": best["core_efficiency"],
+        "fit": result.fit.as_dict(),
+        "fit_curve": {"intercept": result.fit.intercept, "slope": result.fit.slope},
+    }
+
+
+def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:
+    where = f"{entry['group']}: "
+    counts = [p["count"] for p in entry["points"]]
+    if len(counts) == 1:
+        notes.append(f"{where}only {unit} = {counts[0]} was run: no speed-up to measure")
+    if entry["baseline"]["count"] != 1:
+        notes.append(
+            f"{where}no 1-{unit[:-1]} run: speed-ups are relative to "
+            f"{entry['baseline']['count']} {unit}"
+        )
+    if entry["fit"]["serial_fraction"] is None:
+        notes.append(f"{where}Amdahl fit: {entry['fit']['note']}")
+    if entry["cores"] is None:
+        notes.append(
+            f"{where}the hosts' core count is unknown (not recorded in the timings, and the "
+            "runs were not on this machine): efficiency per core not computed"
+        )
+    else:
+        over = [p["count"] for p in entry["points"] if p["oversubscribed"]]
+        if over:
+            notes.append(
+                f"{where}{unit} {', '.join(map(str, over))} exceed the {entry['cores']} "
+                f"physical cores ({entry['cores_source']}): those {unit} share cores, so "
+                "compare them by efficiency per core"
+            )
+
+
+def _load_balance(collected, run) -> dict:
+    totals = [r.total for r in run.ranks]
+    works = [r.work for r in run.ranks]
+    mean_total = statistics.fmean(totals) if totals else 0.0
+    mean_work = statistics.fmean(works) if works else 0.0
+    slowest = max(run.ranks, key=lambda r: r.total)
+    return {
+        "path": collected.relative(run.path),
+        "n_ranks": run.n_ranks,
+        "ranks_recorded": len(run.ranks),
+        "imbalance": max(totals) / mean_total if mean_total > 0 else None,
+        "work_imbalance": max(works) / mean_work if mean_work > 0 else None,
+        "slowest_rank": slowest.rank,
+        "slowest_seconds": slowest.total,
+        "mean_seconds": mean_total,
+        "per_rank": [
+            {
+                "rank": r.rank,
+                "host": r.host,
+                "files": r.files,
+                "segments": r.segments,
+                "seconds": dict(r.seconds),
+            }
+            for r in run.ranks
+        ],
+    }
+
+
+def _curves(collected, history) -> dict:
+    final = {k: v[-1] for k, v in history.curves.items() if v}
+    best = {}
+    if "val_accuracy" in history.curves:
+        values = history.curves["val_accuracy"]
+        best["val_accuracy"] = max(values)
+        best["val_accuracy_epoch"] = values.index(max(values)) + 1
+    if "val_loss" in history.curves:
+        values = history.curves["val_loss"]
+        best["val_loss"] = min(values)
+        best["val_loss_epoch"] = values.index(min(values)) + 1
+    return {
+        "path": collected.relative(history.path),
+        "epochs": history.n_epochs,
+        "final": final,
+        "best": best,
+    }
+
+
+def _quality(collected, metrics) -> dict:
+    return {
+        "path": collected.relative(metrics.path),
+        "clip_accuracy": metrics.clip_accuracy,
+        "segment_accuracy": metrics.segment_accuracy,
+        "macro_f1": metrics.macro_f1,
+        "baseline": dict(metrics.baseline),
+        "baseline_method": metrics.baseline_method,
+        "labels": list(metrics.labels) if metrics.labels else None,
+        "per_class": {k: dict(v) for k, v in metrics.per_class.items()},
+        "has_confusion": metrics.confusion is not None,
+    }
+
+
+def _benchmark(collected, bench) -> dict:
+    return {
+        "path": collected.relative(bench.path),
+        "rule": bench.rule,
+        "count_kind": bench.count_kind,
+        "count": bench.count,
+        "repeats": len(bench.rows),
+        "seconds": bench.median("s"),
+        "max_rss_mb": bench.median("max_rss"),
+        "cpu_seconds": bench.median("cpu_time"),
+        "mean_load": bench.median("mean_load"),
+    }
+
+
+# ---- formatting shared by the text outputs ------------------------------------------------
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``12.3 s`` with precision that suits the magnitude; ``n/a`` for None."""
+    if seconds is None:
+        return "n/a"
+    if seconds >= 100:
+        return f"{seconds:.0f} s"
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.2f} s"
+
+
+def format_percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def format_speedup(speedup: float | None) -> str:
+    return "n/a" if speedup is None else f"{speedup:.2f}x"
+
+
+def format_fraction_fit(fit: Mapping[str, Any]) -> str:
+    """``f = 0.081 ± 0.012`` (or the reason there is no value)."""
+    f = fit.get("serial_fraction")
+    if f is None:
+        return "no fit"
+    se = fit.get("serial_fraction_se")
+    return f"f = {f:.3f} ± {se:.3f}" if se is not None else f"f = {f:.3f} (no uncertainty)"
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """A few lines for a terminal: model quality, each sweep's speed-up, the report's notes.
+
+    Parameters
+    ----------
+    summary : mapping
+        The dict of :func:`build_summary` (as read back from ``summary.json``).
+
+    Returns
+    -------
+    list of str
+    """
+    lines = []
+    for q in summary.get("quality", []):
+        text = f"model ({q['path']}): test clip accuracy {format_percent(q.get('clip_accuracy'))}"
+        if q.get("macro_f1") is not None:
+            text += f", macro-F1 {q['macro_f1']:.3f}"
+        base = q.get("baseline") or {}
+        if base.get("clip_accuracy") is not None:
+            text += f" (nearest-centroid baseline {format_percent(base['clip_accuracy'])})"
+        lines.append(text)
+    for stage in summary.get("stages", []):
+        unit = stage["axis"][:-1]
+        base, best = stage["baseline"], stage["best"]
+        title = STAGE_TITLES.get(stage["stage"], stage["stage"])
+        if best["count"] == base["count"] and len(stage["points"]) > 1:
+            last = stage["points"][-1]
+            text = (
+                f"{title}: fastest at {_plural(base['count'], unit)} "
+                f"({format_seconds(base['seconds'])}); {_plural(last['count'], unit)}: "
+                f"{format_speedup(last['speedup'])}"
+            )
+        else:
+            text = (
+                f"{title}: {_plural(base['count'], unit)} {format_seconds(base['seconds'])} -> "
+                f"{_plural(best['count'], unit)} {format_seconds(best['seconds'])}, "
+                f"{format_speedup(stage['speedup'])}, "
+                f"efficiency {format_percent(stage['efficiency'])}"
+            )
+        if stage["fit"].get("serial_fraction") is not None:
+            text += f", Amdahl {format_fraction_fit(stage['fit'])}"
+        text += f" [{stage['task']}]"
+        lines.append(text)
+    if not summary.get("stages"):
+        lines.append("no stage timings found: no speed-ups to report")
+    notes = [n for section in summary.get("notes", {}).values() for n in section]
+    if notes:
+        lines.append(f"{_plural(len(notes), 'note')} in the report, e.g. {notes[0]}")
+    return lines
