@@ -54,6 +54,7 @@ def print_summary(configfile: str) -> None:
         return
     for line in summary_lines(json.loads(summaries[-1].read_text())):
         print(line)
+    print(f"report: {summaries[-1].parent / 'report.html'}")
 
 
 if __name__ == "__main__":
