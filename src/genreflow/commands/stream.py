@@ -1,0 +1,222 @@
+"""``genreflow stream``: classify a live audio stream window by window."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "classify a live audio stream (stdin or a growing file) in sliding windows"
+DESCRIPTION = (
+    "Read audio as it arrives: raw PCM (signed 16-bit little-endian at --rate) or a WAV stream "
+    "on stdin, or a file still being written (--input FILE --follow). Every --hop seconds, "
+    "classify the last --window seconds with the model and print one line (or one JSON line "
+    "with --json): the stream time, the top genres and a smoothed decision (exponential moving "
+    "average of the probabilities). Audio at another rate is resampled with soxr's streaming "
+    "resampler. When the stream ends between two hops, a last line covers the final window "
+    "and is marked final. Example: "
+    "sox in.mp3 -t raw -r 22050 -e signed -b 16 -c 1 - | genreflow stream MODEL --format raw "
+    "--rate 22050. See docs/serving.md."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_DIR", help="model directory from `genreflow train`")
+    parser.add_argument(
+        "--input", metavar="FILE", default="-", help="'-' for stdin, or a file path"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("auto", "wav", "raw"),
+        default="auto",
+        help="input encoding; auto = WAV if it starts with a RIFF header, else raw",
+    )
+    parser.add_argument(
+        "--rate",
+        metavar="HZ",
+        type=int,
+        default=None,
+        help="sample rate of raw input (default: the model's rate)",
+    )
+    parser.add_argument(
+        "--channels", metavar="N", type=int, default=1, help="channels of raw input (mixed to mono)"
+    )
+    parser.add_argument(
+        "--window",
+        metavar="S",
+        type=float,
+        default=None,
+        help="window length in seconds (default: the model's segment length)",
+    )
+    parser.add_argument(
+        "--hop", metavar="S", type=float, default=1.0, help="seconds between two output lines"
+    )
+    parser.add_argument(
+        "--smoothing",
+        metavar="A",
+        type=float,
+        default=0.5,
+        help="weight of the newest window in the moving average, in (0, 1]; 1 = none",
+    )
+    parser.add_argument("--top-k", metavar="K", type=int, default=3, help="genres per line")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="--input is a file still being written: read it as it grows",
+    )
+    parser.add_argument(
+        "--follow-timeout",
+        metavar="S",
+        type=float,
+        default=2.0,
+        help="with --follow, stop when the file has not grown for this long",
+    )
+    parser.add_argument(
+        "--no-final",
+        action="store_true",
+        help="no last line for a partial window when the stream ends between hops",
+    )
+    parser.add_argument(
+        "--threads",
+        metavar="N",
+        type=int,
+        default=1,
+        help="TensorFlow intra-op threads (and OpenMP/BLAS threads)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import sys
+    import time
+
+    from genreflow.errors import AudioError, ConfigError
+    from genreflow.predict import read_model_info
+    from genreflow.threads import configure_tensorflow, set_thread_env
+
+    _check_arguments(args, ConfigError)
+    info = read_model_info(args.model)  # fail fast, before TensorFlow starts
+    name = "<stdin>" if args.input == "-" else args.input
+    if args.input == "-":
+        fd = sys.stdin.buffer.fileno()
+    else:
+        fd = _open_input(args.input, follow=args.follow, wait=args.follow_timeout, error=AudioError)
+
+    set_thread_env(intra_op=args.threads, inter_op=1)
+    configure_tensorflow(intra_op=args.threads, inter_op=1)
+
+    import numpy as np
+
+    from genreflow.predict import Predictor
+    from genreflow.stream import ByteSource, StreamClassifier, classify_stream
+
+    predictor = Predictor(args.model)
+    StreamClassifier(  # validate window/hop/smoothing before reading any audio
+        predictor, window_seconds=args.window, hop_seconds=args.hop, smoothing=args.smoothing
+    )
+    # Trace the model graph now, so the first window does not pay for it.
+    predictor.predict_segments(
+        np.zeros((1, predictor.n_mels, predictor.extractor.segment_frames), np.float32)
+    )
+    window = args.window if args.window is not None else info["audio"]["segment_seconds"]
+    log = sys.stderr
+    print(
+        f"genreflow stream: ready: model {args.model} ({len(predictor.labels)} genres), "
+        f"window {window:g} s, hop {args.hop:g} s, input {name}"
+        + (" (following)" if args.follow else ""),
+        file=log,
+        flush=True,
+    )
+
+    def on_format(fmt):
+        resampled = (
+            f", resampled to {predictor.sample_rate} Hz"
+            if fmt.sample_rate != predictor.sample_rate
+            else ""
+        )
+        print(f"genreflow stream: input {fmt.describe()}{resampled}", file=log, flush=True)
+
+    source = ByteSource(fd, name=name, follow=args.follow, idle_timeout=args.follow_timeout)
+    results = classify_stream(
+        source,
+        predictor,
+        format=args.format,
+        rate=args.rate if args.rate is not None else predictor.sample_rate,
+        channels=args.channels,
+        window_seconds=args.window,
+        hop_seconds=args.hop,
+        smoothing=args.smoothing,
+        final=not args.no_final,
+        on_format=on_format,
+    )
+    count, slow, started = 0, 0, time.perf_counter()
+    try:
+        for result in results:
+            line = (
+                json.dumps(result.to_dict(top_k=args.top_k))
+                if args.json
+                else result.to_line(top_k=args.top_k)
+            )
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            count += 1
+            if result.seconds > args.hop and not result.final:
+                slow += 1
+                if slow == 1:
+                    print(
+                        f"genreflow stream: warning: a window took {result.seconds:.2f} s, more "
+                        f"than the {args.hop:g} s hop; output falls behind real time "
+                        "(try a longer --hop or more --threads)",
+                        file=log,
+                        flush=True,
+                    )
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining
+        # about the closed stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if args.input != "-":
+            os.close(fd)
+    print(
+        f"genreflow stream: {count} window(s) from {source.bytes_read} bytes "
+        f"in {time.perf_counter() - started:.1f} s",
+        file=log,
+        flush=True,
+    )
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace, error) -> None:
+    if args.follow and args.input == "-":
+        raise error("--follow needs --input FILE (a pipe simply ends when its writer closes it)")
+    checks = (
+        ("--hop", args.hop, args.hop is not None and args.hop > 0, "> 0"),
+        ("--window", args.window, args.window is None or args.window > 0, "> 0"),
+        ("--smoothing", args.smoothing, 0 < args.smoothing <= 1, "in (0, 1]"),
+        ("--top-k", args.top_k, args.top_k >= 1, ">= 1"),
+        ("--threads", args.threads, args.threads >= 1, ">= 1"),
+        ("--channels", args.channels, args.channels >= 1, ">= 1"),
+        ("--follow-timeout", args.follow_timeout, args.follow_timeout > 0, "> 0"),
+        ("--rate", args.rate, args.rate is None or 1000 <= args.rate <= 768000, "1000..768000"),
+    )
+    for flag, value, ok, allowed in checks:
+        if not ok:
+            raise error(f"{flag} must be {allowed}, got {value}")
+
+
+def _open_input(path: str, *, follow: bool, wait: float, error) -> int:
+    """A file descriptor for ``path``; with ``follow``, wait up to ``wait`` s for it to appear."""
+    import os
+    import time
+
+    deadline = time.monotonic() + (wait if follow else 0)
+    while True:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                raise error(path, "cannot read: no such file") from None
+            time.sleep(0.05)
+        except OSError as exc:
+            raise error(path, f"cannot read: {exc.strerror or exc}") from None

@@ -1,0 +1,393 @@
+"""genreflow serve: a real server on 127.0.0.1 in a subprocess, real uploads over HTTP.
+
+The model is a real one, trained for one epoch on a tiny demo data set by
+:func:`tiny_model` (shared with ``test_stream.py``); its accuracy does not matter here, only
+that it loads and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genreflow.cli import main
+
+SR = 22050
+#: Tiny limits so that the "too large" and "too long" cases stay small.
+MAX_UPLOAD_MB = 0.25
+MAX_AUDIO_SECONDS = 20
+STARTUP_TIMEOUT = 120
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained for one epoch on 3 demo clips per genre, built once per test session.
+
+    demo-data -> manifest -> spectrograms (one process) -> train, all in this process
+    (``test_stream.py`` loads TensorFlow here anyway).
+    """
+    root = tmp_path_factory.getbasetemp() / "tiny-model-serve-stream"
+    model = root / "model"
+    if (model / "model.keras").is_file() and (model / "genreflow.json").is_file():
+        return model
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    data, manifest, features = root / "data", root / "manifest.csv", root / "features"
+    demo = ["demo-data", "--out", str(data), "--clips-per-genre", "3", "--seconds", "4"]
+    assert main([*demo, "--no-progress"]) == 0
+    assert main(["manifest", "--data", str(data), "--out", str(manifest)]) == 0
+    settings = ["--set", "mel.n_mels=32", "--set", "preprocess.previews_per_genre=0"]
+    assert (
+        main(["spectrograms", "--manifest", str(manifest), "--out", str(features), *settings]) == 0
+    )
+    train = ["train", "--features", str(features), "--out", str(model), "--epochs", "1"]
+    train += ["--threads", "1", *settings]
+    train += ["--set", "train.batch_size=8", "--set", "train.segments_per_clip=1"]
+    assert main(train) == 0
+    return model
+
+
+def write_clip(
+    path: Path, *, seconds: float, sr: int = SR, channels: int = 1, genre: str = "rock", **kw
+) -> Path:
+    """Demo music (real audio, not silence) written in the format the suffix or ``kw`` says."""
+    from genreflow.demo import synthesize_clip
+
+    y = synthesize_clip(genre=genre, index=0, seed=11, seconds=seconds, sample_rate=sr)
+    data = np.stack([y] * channels, axis=1) if channels > 1 else y
+    sf.write(path, data, sr, **kw)
+    return path
+
+
+def model_labels(model: Path) -> list[str]:
+    return json.loads((model / "genreflow.json").read_text(encoding="utf-8"))["labels"]
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    temp_root: Path  # TMPDIR of the server process
+    log: Path
+
+    @property
+    def upload_dir(self) -> Path:
+        """The server's own upload folder under its TMPDIR."""
+        found = list(self.temp_root.glob(f"genreflow-serve-{self.process.pid}-*"))
+        assert len(found) == 1, found
+        return found[0]
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def start_server(model: Path, root: Path, *extra: str) -> Server:
+    temp_root = root / "tmp"
+    temp_root.mkdir()
+    log = root / "server.log"
+    cmd = [sys.executable, "-m", "genreflow", "serve", str(model), "--port", "0"]
+    cmd += ["--threads", "1", *extra]
+    env = {**os.environ, "TMPDIR": str(temp_root)}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    server = Server(url="", process=proc, temp_root=temp_root, log=log)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{server.log_text()}")
+        if not server.url:
+            found = re.search(r"on (http://127\.0\.0\.1:\d+)", server.log_text())
+            server.url = found.group(1) if found else ""
+        if server.url:
+            try:
+                if httpx.get(f"{server.url}/health", timeout=5).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+        time.sleep(0.2)
+    stop_server(server)
+    pytest.fail(f"server not healthy after {STARTUP_TIMEOUT} s:\n{server.log_text()}")
+
+
+def stop_server(server: Server) -> int:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    limits = [
+        f"serve.max_upload_mb={MAX_UPLOAD_MB}",
+        f"serve.max_audio_seconds={MAX_AUDIO_SECONDS}",
+    ]
+    server = start_server(model, root, *(arg for s in limits for arg in ("--set", s)))
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serve-clips")
+    return {
+        # 4 s: segments at 0 and 1.5 s, the second padded.
+        "wav": write_clip(root / "clip.wav", seconds=4.0, subtype="PCM_16"),
+        # 2.5 s stereo Ogg Vorbis at 44.1 kHz: shorter than one segment, so padded.
+        "ogg": write_clip(root / "clip.ogg", seconds=2.5, sr=44100, channels=2, format="OGG"),
+    }
+
+
+def post_file(url: str, name: str, data: bytes, content_type: str | None = None, **params):
+    file = (name, data) if content_type is None else (name, data, content_type)
+    return httpx.post(f"{url}/predict", files={"file": file}, params=params, timeout=60)
+
+
+def check_prediction(record: dict, labels: list[str], *, top_k: int) -> None:
+    assert record["label"] in labels
+    assert set(record["probabilities"]) == set(labels)
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    top = record["top"]
+    assert len(top) == top_k and top[0]["label"] == record["label"]
+    assert [t["probability"] for t in top] == sorted((t["probability"] for t in top), reverse=True)
+    assert all(record["probabilities"][t["label"]] == t["probability"] for t in top)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_wav_upload_with_segment_detail(server, clips, model):
+    labels = model_labels(model)
+    response = post_file(
+        server.url, "clip.wav", clips["wav"].read_bytes(), "audio/wav", segments="true"
+    )
+    assert response.status_code == 200, response.text
+    record = response.json()
+    check_prediction(record, labels, top_k=3)  # serve.top_k default
+    assert record["file"] == "clip.wav"
+    assert record["duration"] == pytest.approx(4.0, abs=0.01)
+    assert record["padded"] is True and record["n_segments"] == 2
+    segments = record["segments"]
+    assert [s["offset"] for s in segments] == pytest.approx([0.0, 1.5], abs=0.02)
+    for segment in segments:
+        assert sum(segment["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    # The clip's probabilities are the mean of its segments'.
+    for label in labels:
+        mean = np.mean([s["probabilities"][label] for s in segments])
+        assert record["probabilities"][label] == pytest.approx(mean, abs=1e-5)
+
+
+def test_ogg_upload_at_another_rate(server, clips, model):
+    response = post_file(server.url, "clip.ogg", clips["ogg"].read_bytes(), top_k=2)
+    assert response.status_code == 200, response.text
+    record = response.json()
+    check_prediction(record, model_labels(model), top_k=2)
+    assert record["duration"] == pytest.approx(2.5, abs=0.05)
+    assert record["padded"] is True and record["n_segments"] == 1
+    assert "segments" not in record  # only with ?segments=true
+
+
+def test_genres_health_and_docs(server, model):
+    assert httpx.get(f"{server.url}/genres").json() == {"genres": model_labels(model)}
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["status"] == "ok"
+    assert Path(health["model"]) == model.resolve()
+    assert health["labels"] == len(model_labels(model))
+    assert health["uptime_seconds"] > 0
+    assert health["limits"]["max_upload_bytes"] == int(MAX_UPLOAD_MB * 1024 * 1024)
+    assert health["threads"]["intra_op"] == 1
+    assert set(health["requests"]) == {"served", "rejected"}
+    docs = httpx.get(f"{server.url}/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert "file" in body["multipart/form-data"]["schema"]["properties"]
+    missing = httpx.get(f"{server.url}/nowhere")
+    assert missing.status_code == 404 and set(missing.json()) == {"error", "detail"}
+
+
+def _multipart(name: str, data: bytes, boundary: str = "genreflowtestboundary") -> bytes:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def _chunked(body: bytes, size: int = 16384):
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def bad_request(case: str, url: str, tmp_path: Path) -> httpx.Response:
+    """Send one kind of bad upload; returns the response."""
+    noise = np.random.default_rng(1).bytes(4096)
+    too_big = np.random.default_rng(2).bytes(int(MAX_UPLOAD_MB * 1024 * 1024) + 50_000)
+    if case == "empty":
+        return post_file(url, "empty.wav", b"", "audio/wav")
+    if case == "random-bytes":
+        return post_file(url, "noise.wav", noise, "audio/wav")
+    if case == "text-file":
+        return post_file(url, "notes.txt", b"not audio at all\n", "text/plain")
+    if case == "wav-as-text":
+        return post_file(url, "clip.wav", noise, "text/plain")
+    if case == "json-body":
+        return httpx.post(f"{url}/predict", json={"file": "clip.wav"})
+    if case == "no-file-field":
+        return httpx.post(f"{url}/predict", files={"audio": ("clip.wav", noise, "audio/wav")})
+    if case == "oversize":
+        return post_file(url, "big.wav", too_big, "audio/wav")
+    if case == "oversize-chunked":
+        # No Content-Length: the limit must bite while the body streams in.
+        boundary = "genreflowtestboundary"
+        return httpx.post(
+            f"{url}/predict",
+            content=_chunked(_multipart("big.wav", too_big, boundary)),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+            timeout=60,
+        )
+    if case == "too-long":
+        # 25 s of 8-bit 8 kHz audio: a small file, but longer than serve.max_audio_seconds.
+        path = write_clip(tmp_path / "long.wav", seconds=25, sr=8000, subtype="PCM_U8")
+        assert path.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024
+        return post_file(url, "long.wav", path.read_bytes(), "audio/wav")
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("empty", 400, ("empty.wav", "empty")),
+        ("random-bytes", 422, ("noise.wav", "cannot decode")),
+        ("text-file", 415, ("notes.txt", ".txt")),
+        ("wav-as-text", 415, ("clip.wav", "text/plain")),
+        ("json-body", 415, ("multipart/form-data", "application/json")),
+        ("no-file-field", 400, ("'file'",)),
+        ("oversize", 413, ("serve.max_upload_mb",)),
+        ("oversize-chunked", 413, ("big.wav", "serve.max_upload_mb")),
+        ("too-long", 413, ("long.wav", "too long", "25.0 s")),
+    ],
+)
+def test_bad_uploads_get_a_4xx_json_error(server, tmp_path, case, status, words):
+    response = bad_request(case, server.url, tmp_path)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"} and body["error"]
+    for word in words:
+        assert word in body["detail"], body
+    assert str(server.temp_root) not in body["detail"]  # our temp paths stay private
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_concurrent_requests_all_succeed_and_leave_no_files(server, clips, model):
+    labels = model_labels(model)
+    before = httpx.get(f"{server.url}/health").json()["requests"]
+    uploads = [(p.name, p.read_bytes()) for p in (clips["wav"], clips["ogg"])]
+
+    def one(i: int) -> httpx.Response:
+        name, data = uploads[i % 2]
+        return client.post(f"{server.url}/predict", files={"file": (name, data)})
+
+    with (
+        httpx.Client(timeout=120, limits=httpx.Limits(max_connections=6)) as client,
+        ThreadPoolExecutor(max_workers=6) as pool,
+    ):
+        responses = list(pool.map(one, range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    for r in responses:
+        check_prediction(r.json(), labels, top_k=3)
+    # The same upload gets the same answer whatever else was running.
+    by_file = {}
+    for r in responses:
+        by_file.setdefault(r.json()["file"], []).append(r.json()["probabilities"])
+    for answers in by_file.values():
+        for answer in answers[1:]:
+            assert answer == pytest.approx(answers[0], abs=1e-5)
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["status"] == "ok" and health["in_flight"] == 0
+    assert health["requests"]["served"] == before["served"] + 20
+    assert list(server.upload_dir.iterdir()) == []
+
+
+def test_a_client_that_disconnects_mid_upload_leaves_nothing_behind(server, clips):
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    body = _multipart("clip.wav", clips["wav"].read_bytes())
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: multipart/form-data; boundary=genreflowtestboundary\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        time.sleep(0.3)  # the server has started writing the upload
+    deadline = time.monotonic() + 10
+    while list(server.upload_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(server.upload_dir.iterdir()) == []
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_upload_dir_is_empty_after_errors_and_removed_at_shutdown(server):
+    # Runs last: every earlier request (good or refused) has cleaned up after itself.
+    upload_dir = server.upload_dir
+    assert list(upload_dir.iterdir()) == []
+    # uvicorn shuts down gracefully, then re-raises SIGTERM: exit status -15 (or 0).
+    assert stop_server(server) in (0, -signal.SIGTERM)
+    assert not upload_dir.exists()
+    log = server.log_text()
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log and " 500 " not in log
+
+
+def test_temp_dirs_of_dead_servers_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from genreflow.serve import make_temp_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen(["true"])  # a process id that no longer runs
+    gone.wait()
+    stale = tmp_path / f"genreflow-serve-{gone.pid}-abc"
+    (stale / "sub").mkdir(parents=True)
+    alive = tmp_path / f"genreflow-serve-{os.getpid()}-def"  # this process: still running
+    alive.mkdir()
+    fresh = make_temp_dir()
+    assert fresh.parent == tmp_path and fresh.name.startswith(f"genreflow-serve-{os.getpid()}-")
+    assert not stale.exists() and alive.exists()
+
+
+def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    assert "no genreflow.json" in capsys.readouterr().err
