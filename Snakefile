@@ -1,0 +1,31 @@
+# genreflow: audio -> log-mel spectrograms (MPI) -> CNN (TensorFlow) -> genre.
+#
+#   snakemake --cores 2                  run locally
+#   snakemake --profile slurm            every stage a SLURM job (see slurm/README.md)
+#
+# The rules only call the `genreflow` command line; the logic lives in the genreflow package.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# Fills every default from the schema shared with the genreflow package.
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),
+    localrule: True

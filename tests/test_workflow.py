@@ -1,0 +1,447 @@
+"""The Snakemake workflow: planning (dry runs), lint, and full runs (slow) locally and on SLURM.
+
+Every run happens in ``tmp_path`` (its own ``config/config.yaml``, ``results/`` and
+``.snakemake/``) with the repository's Snakefile, so tests never write into the repository.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_utils import cancel_jobs, require_slurm, submitted_job_ids
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+BIN = Path(sys.executable).parent
+
+#: A workflow small enough to run end to end in a couple of minutes on 2 cores.
+TINY = {
+    "data": {"demo": {"clips_per_genre": 4, "seconds": 4, "seed": 0}},
+    "preprocess": {"ranks": [1, 2], "production_ranks": 2, "previews_per_genre": 0},
+    "train": {
+        "threads": [1, 2],
+        "production_threads": 2,
+        "epochs": 2,
+        "bench_epochs": 1,
+        "batch_size": 8,
+        "patience": 2,
+    },
+}
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged in, section by section."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def workdir(path: Path, cfg: dict) -> Path:
+    """A working directory with ``config/config.yaml`` = ``cfg`` (like a deployed workflow)."""
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def snakemake(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``cwd``; stdout and stderr together in ``.stdout``."""
+    env = dict(os.environ)
+    # The jobs call `genreflow` and Snakemake's own Python: both live beside this interpreter.
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("MPLBACKEND", "Agg")
+    cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args]
+    try:
+        return subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        cancel_jobs(submitted_job_ids(out))
+        pytest.fail(f"snakemake {' '.join(args)} did not finish in {timeout} s:\n{out[-6000:]}")
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a Snakemake run: rule -> number of jobs."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned_jobs(output: str) -> list[dict]:
+    """Each job a dry run prints: rule, inputs, outputs, resources and shell command."""
+    jobs = []
+    for block in re.split(r"^\[[^\]]+\]\n", output, flags=re.M)[1:]:
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        job = {"rule": head.group(1), "input": [], "output": [], "resources": {}, "shell": ""}
+        for key in ("input", "output"):
+            found = re.search(rf"^    {key}: (.*)$", block, flags=re.M)
+            if found:
+                job[key] = found.group(1).split(", ")
+        found = re.search(r"^    resources: (.*)$", block, flags=re.M)
+        if found:
+            job["resources"] = dict(kv.split("=", 1) for kv in found.group(1).split(", "))
+        found = re.search(r"^Shell command: (.*)$", block, flags=re.M)
+        if found:
+            job["shell"] = found.group(1)
+        jobs.append(job)
+    return jobs
+
+
+def dry_run(path: Path, cfg: dict, *args: str) -> list[dict]:
+    result = snakemake(workdir(path, cfg), "-n", "-p", "--cores", "2", *args)
+    assert result.returncode == 0, result.stdout[-6000:]
+    return planned_jobs(result.stdout)
+
+
+def outputs_of(jobs: list[dict], rule: str) -> list[str]:
+    return sorted(out for job in jobs if job["rule"] == rule for out in job["output"])
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def test_dry_run_plans_every_stage_once(tmp_path: Path):
+    result = snakemake(workdir(tmp_path, TINY), "-n", "-p", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-6000:]
+    # ranks [1, 2] with production 2: the production features are the 2-rank timing job's.
+    counts = job_counts(result.stdout)
+    assert counts == {
+        "config_snapshot": 3,  # manifest, features, training: one snapshot per stage
+        "demo_data": 1,
+        "manifest": 1,
+        "spectrograms": 1,
+        "spectrograms_single": 1,
+        "train_bench": 2,
+        "train": 1,
+        "evaluate": 1,
+        "report": 1,
+        "all": 1,
+    }
+    jobs = planned_jobs(result.stdout)
+    assert not (tmp_path / "results").exists(), "a dry run must not write results"
+
+    (mpi_job,) = [j for j in jobs if j["rule"] == "spectrograms"]
+    mpi_dir = Path(mpi_job["output"][0]).parent
+    assert sorted(mpi_job["output"]) == [
+        str(mpi_dir / name) for name in ("features.json", "index.csv", "timings.json")
+    ]
+    assert mpi_dir.parent.parent == Path("results/demo-4x4s-seed0/features")
+    assert mpi_dir.name == "ranks2"
+    assert mpi_job["resources"]["tasks"] == "2"
+    # Default launcher: the MPICH mpiexec of the environment that runs Snakemake.
+    assert mpi_job["resources"]["mpi"] == str(BIN / "mpiexec")
+    assert mpi_job["shell"].startswith(f"{BIN / 'mpiexec'} -n 2 genreflow spectrograms ")
+    fhash = mpi_dir.parent.name
+    features_config = f"results/demo-4x4s-seed0/config/features-{fhash}.yaml"
+    assert mpi_job["input"] == ["results/demo-4x4s-seed0/manifest.csv", features_config]
+    assert f"--config {features_config}" in mpi_job["shell"]
+    (single,) = [j for j in jobs if j["rule"] == "spectrograms_single"]
+    assert single["input"] == mpi_job["input"]
+    assert single["output"] == [p.replace("/ranks2/", "/ranks1/") for p in mpi_job["output"]]
+    assert "--out " + str(mpi_dir.parent / "ranks1") in single["shell"]
+
+    # Training (benchmarks and production) reads the production features and one training
+    # snapshot, and the sweep passes each thread count on.
+    train_inputs = {tuple(j["input"]) for j in jobs if j["rule"] in ("train", "train_bench")}
+    ((features, train_config),) = train_inputs
+    assert features == str(mpi_dir / "features.json")
+    assert re.fullmatch(
+        rf"results/demo-4x4s-seed0/config/train-{fhash}-[0-9a-f]{{16}}\.yaml", train_config
+    )
+    snapshots = sorted(out for j in jobs if j["rule"] == "config_snapshot" for out in j["output"])
+    assert snapshots == sorted(
+        [train_config, features_config, "results/demo-4x4s-seed0/config/manifest.yaml"]
+    )
+    bench = sorted(j["shell"] for j in jobs if j["rule"] == "train_bench")
+    assert [re.search(r"--threads (\d+) --epochs 1 ", s).group(1) for s in bench] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("ranks", "production", "mpi_ranks", "single"),
+    [
+        ([1, 2, 4], 2, ["ranks2", "ranks4"], 1),  # production reuses the 2-rank timing run
+        ([1, 2], 4, ["ranks2", "ranks4"], 1),  # production outside the sweep: one more job
+        ([2], 1, ["ranks2"], 1),  # 1-rank production runs without a launcher
+    ],
+)
+def test_one_spectrogram_job_per_rank_count(tmp_path, ranks, production, mpi_ranks, single):
+    cfg = merged(TINY, {"preprocess": {"ranks": ranks, "production_ranks": production}})
+    jobs = dry_run(tmp_path, cfg)
+    assert sorted({Path(p).parent.name for p in outputs_of(jobs, "spectrograms")}) == mpi_ranks
+    assert sum(j["rule"] == "spectrograms_single" for j in jobs) == single
+    (train,) = [j for j in jobs if j["rule"] == "train"]
+    assert train["input"][0].endswith(f"/ranks{production}/features.json")
+
+
+def test_feature_path_follows_mel_and_model_path_ignores_threads(tmp_path: Path):
+    base = dry_run(tmp_path / "base", TINY)
+    mel = dry_run(tmp_path / "mel", merged(TINY, {"mel": {"n_mels": 64}}))
+    threads = dry_run(
+        tmp_path / "threads",
+        merged(TINY, {"train": {"threads": [1, 4], "production_threads": 1}}),
+        "--set-resources",
+        "spectrograms:mpi=srun",
+    )
+
+    def feature_dirs(jobs):
+        return {str(Path(p).parent) for p in outputs_of(jobs, "spectrograms")}
+
+    def model_dirs(jobs):
+        return {str(Path(p).parent) for p in outputs_of(jobs, "train")}
+
+    # New mel parameters: new features and a new model; the dataset folder stays.
+    assert feature_dirs(mel).isdisjoint(feature_dirs(base))
+    assert model_dirs(mel).isdisjoint(model_dirs(base))
+    assert outputs_of(mel, "manifest") == outputs_of(base, "manifest")
+    # New thread counts: the same features and model paths; only the sweep's folders differ.
+    assert feature_dirs(threads) == feature_dirs(base)
+    assert model_dirs(threads) == model_dirs(base)
+    assert {Path(p).parent.name for p in outputs_of(threads, "train_bench")} == {
+        "threads1",
+        "threads4",
+    }
+    # A cluster switches the MPI launcher with --set-resources.
+    (mpi_job,) = [j for j in threads if j["rule"] == "spectrograms"]
+    assert mpi_job["shell"].startswith("srun -n 2 genreflow spectrograms ")
+
+
+def test_real_dataset_folder_replaces_the_demo(tmp_path: Path):
+    data = tmp_path / "My GTZAN"
+    (data / "genres" / "blues").mkdir(parents=True)
+    jobs = dry_run(tmp_path / "run", merged(TINY, {"data": {"root": str(data)}}))
+    rules = {j["rule"] for j in jobs}
+    assert "demo_data" not in rules
+    (manifest,) = [j for j in jobs if j["rule"] == "manifest"]
+    assert manifest["input"][0] == str(data)
+    assert re.fullmatch(r"results/My-GTZAN-[0-9a-f]{8}/manifest.csv", manifest["output"][0])
+    assert f"--data '{data}'" in manifest["shell"]
+
+
+def test_invalid_config_stops_before_any_job(tmp_path: Path):
+    bad_type = snakemake(
+        workdir(tmp_path / "a", merged(TINY, {"mel": {"n_mels": 8}})), "-n", "--cores", "1"
+    )
+    assert bad_type.returncode != 0
+    assert "n_mels" in bad_type.stdout and "8" in bad_type.stdout
+    # Cross-field rules come from genreflow.config (a JSON schema cannot express them).
+    bad_fmax = snakemake(
+        workdir(
+            tmp_path / "b",
+            merged(TINY, {"mel": {"fmax": 20000.0}, "audio": {"sample_rate": 16000}}),
+        ),
+        "-n",
+        "--cores",
+        "1",
+    )
+    assert bad_fmax.returncode != 0
+    assert "mel.fmax" in bad_fmax.stdout and "20000" in bad_fmax.stdout
+
+
+def test_lint_has_no_findings(tmp_path: Path):
+    result = snakemake(workdir(tmp_path, TINY), "--lint")
+    # `--lint` exits 1 and prints "Lints for ..." blocks when it finds anything.
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "Lints for" not in result.stdout
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout
+
+
+# --- full runs (need every genreflow stage command) ------------------------------------------
+
+
+def _run_dir(path: Path, cfg: dict) -> Path:
+    demo = cfg["data"]["demo"]
+    return (
+        path / "results" / f"demo-{demo['clips_per_genre']}x{demo['seconds']:g}s-seed{demo['seed']}"
+    )
+
+
+def _check_outputs(path: Path, cfg: dict) -> dict:
+    """Assert every stage's outputs, logs and benchmarks exist and agree with the config."""
+    run = _run_dir(path, cfg)
+    ranks = sorted(set(cfg["preprocess"]["ranks"]) | {cfg["preprocess"]["production_ranks"]})
+    threads = sorted(cfg["train"]["threads"])
+
+    snapshots = {p.stem.split("-")[0]: p for p in (run / "config").glob("*.yaml")}
+    assert sorted(snapshots) == ["features", "manifest", "train"]
+    train_cfg = yaml.safe_load(snapshots["train"].read_text())
+    assert train_cfg["train"]["epochs"] == cfg["train"]["epochs"]
+    assert (run / "audio" / "demo.json").is_file()
+    assert (run / "manifest.csv").is_file() and (run / "manifest.json").is_file()
+
+    (features,) = (run / "features").iterdir()
+    assert sorted(p.name for p in features.iterdir()) == [f"ranks{n}" for n in ranks]
+    timings = {}
+    for n in ranks:
+        folder = features / f"ranks{n}"
+        for name in ("features.json", "timings.json", "index.csv", "bad_files.csv"):
+            assert (folder / name).is_file(), folder / name
+        timing = json.loads((folder / "timings.json").read_text())
+        assert timing["n_ranks"] == n
+        # Every rank reported its own work: N distinct ranks 0..N-1.
+        assert sorted(r["rank"] for r in timing["ranks"]) == list(range(n))
+        timings[n] = timing
+
+    (models,) = (run / "models").iterdir()
+    assert sorted(p.name for p in (models / "bench").iterdir()) == [f"threads{n}" for n in threads]
+    for n in threads:
+        bench = json.loads((models / "bench" / f"threads{n}" / "timings.json").read_text())
+        assert bench["threads"]["intra_op"] == n
+        assert len(bench["epochs"]) == cfg["train"]["bench_epochs"]
+    for name in ("model.keras", "genreflow.json", "history.json", "timings.json"):
+        assert (models / "model" / name).is_file()
+    metrics = json.loads((models / "eval" / "metrics.json").read_text())
+    assert 0.0 <= metrics["clip_accuracy"] <= 1.0
+    assert (models / "eval" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert Path(summary["files"]["html"]) == (run / "report" / "report.html").resolve()
+    assert (run / "report" / "report.html").stat().st_size > 0
+
+    jobs = ["demo_data", "manifest", "train", "evaluate", "report"]
+    jobs += [f"spectrograms/ranks{n}" for n in ranks] + [f"train_bench/threads{n}" for n in threads]
+    jobs += [f"config_snapshot/{p.stem}" for p in snapshots.values()]
+    for job in jobs:
+        assert (run / "logs" / f"{job}.log").is_file(), f"no log of {job}"
+        assert (run / "benchmarks" / f"{job}.tsv").is_file(), f"no benchmark of {job}"
+    return {"run": run, "features": features, "models": models, "timings": timings}
+
+
+@pytest.mark.slow
+def test_full_run_local_and_what_a_config_change_reruns(tmp_path: Path):
+    result = snakemake(workdir(tmp_path, TINY), "--cores", "2", timeout=1200)
+    assert result.returncode == 0, result.stdout[-8000:]
+    found = _check_outputs(tmp_path, TINY)
+    assert found["timings"][2]["launcher"] == "mpiexec"
+    assert found["timings"][1]["launcher"] == "none"
+
+    again = snakemake(tmp_path, "-n", "--cores", "2")
+    assert "Nothing to be done" in again.stdout, again.stdout[-4000:]
+
+    # Only the thread sweep changes: no spectrograms, no production training, no evaluation.
+    workdir(tmp_path, merged(TINY, {"train": {"threads": [1, 3]}}))
+    plan = snakemake(tmp_path, "-n", "--cores", "2")
+    assert plan.returncode == 0, plan.stdout[-4000:]
+    assert job_counts(plan.stdout) == {"train_bench": 1, "report": 1, "all": 1}
+
+    # A preprocessing setting that keeps the feature path still reruns the spectrograms (their
+    # snapshot's params digest changed), and with them what reads them; not the manifest.
+    workdir(tmp_path, merged(TINY, {"preprocess": {"shard_mb": 1}}))
+    plan = snakemake(tmp_path, "-n", "--cores", "2")
+    assert job_counts(plan.stdout) == {
+        "config_snapshot": 1,
+        "spectrograms": 1,
+        "spectrograms_single": 1,
+        "train_bench": 2,
+        "train": 1,
+        "evaluate": 1,
+        "report": 1,
+        "all": 1,
+    }
+
+    # A split setting reruns the manifest and everything after it, but not the demo data.
+    workdir(tmp_path, merged(TINY, {"split": {"seed": 7}}))
+    counts = job_counts(snakemake(tmp_path, "-n", "--cores", "2").stdout)
+    assert counts.get("manifest") == 1 and "demo_data" not in counts
+
+
+#: The failure tests need one spectrogram job only.
+ONE_MPI_JOB = {"preprocess": {"ranks": [2], "production_ranks": 2}}
+
+
+def _corrupt_dataset(path: Path) -> Path:
+    """A GTZAN-layout folder in which no file is audio."""
+    for genre in ("blues", "rock"):
+        folder = path / "genres" / genre
+        folder.mkdir(parents=True)
+        for k in range(6):
+            (folder / f"{genre}.{k:05d}.wav").write_bytes(b"RIFF\x00\x00not audio at all" * (k + 1))
+    return path
+
+
+def _assert_failure_names_log(result: subprocess.CompletedProcess, cwd: Path) -> None:
+    """The run failed, named the failing rule's log, and that log leads to the bad files."""
+    assert result.returncode != 0
+    failed = re.findall(r"Error in rule (\w+):", result.stdout)
+    assert failed, result.stdout[-6000:]
+    logs = re.findall(
+        rf"Error in rule {failed[0]}:.*?\n    log: (.*?) \(check log", result.stdout, re.S
+    )
+    assert logs, result.stdout[-6000:]
+    stage_log = cwd / logs[0].split(", ")[0]
+    text = stage_log.read_text()
+    assert "error" in text.lower(), text
+    # The log names the bad clips, or a file that lists them (e.g. bad_files.csv), which must
+    # still exist after Snakemake cleaned up the failed job's outputs.
+    named = [Path(t) for t in re.findall(r"(/\S+\.(?:csv|json|txt))", text)]
+    listing = text + "".join(p.read_text() for p in named if p.is_file())
+    assert "blues.00000.wav" in listing, (text, named)
+
+
+@pytest.mark.slow
+def test_failing_stage_stops_the_run_with_its_log(tmp_path: Path):
+    data = _corrupt_dataset(tmp_path / "corrupt")
+    cwd = workdir(tmp_path / "run", merged(TINY, {"data": {"root": str(data)}, **ONE_MPI_JOB}))
+    result = snakemake(cwd, "--cores", "2", timeout=600)
+    _assert_failure_names_log(result, cwd)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_full_run_on_slurm(tmp_path: Path):
+    require_slurm()
+    profile = str(REPO / "slurm")
+    result = snakemake(workdir(tmp_path, TINY), "--profile", profile, timeout=1800)
+    job_ids = submitted_job_ids(result.stdout)
+    assert result.returncode == 0, result.stdout[-8000:]
+    found = _check_outputs(tmp_path, TINY)
+    assert found["timings"][2]["launcher"] == "srun"
+    assert found["timings"][1]["launcher"] == "none"
+    # One SLURM job per stage job (config_snapshot and all run inside Snakemake), each log at
+    # .snakemake/slurm_logs/rule_<rule>/[<wildcards>/]<jobid>.log.
+    assert len(job_ids) == len(set(job_ids)) == 9, result.stdout[-4000:]
+    slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
+    logs = {p.stem: p.relative_to(slurm_logs).parts[0] for p in slurm_logs.glob("rule_*/**/*.log")}
+    assert set(job_ids) <= set(logs), (job_ids, logs)
+    assert sorted(logs[j] for j in job_ids) == sorted(
+        ["rule_demo_data", "rule_manifest", "rule_spectrograms", "rule_spectrograms_single"]
+        + ["rule_train_bench", "rule_train_bench", "rule_train", "rule_evaluate", "rule_report"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_failing_slurm_job_stops_the_run_with_its_log(tmp_path: Path):
+    require_slurm()
+    data = _corrupt_dataset(tmp_path / "corrupt")
+    cwd = workdir(tmp_path / "run", merged(TINY, {"data": {"root": str(data)}, **ONE_MPI_JOB}))
+    result = snakemake(cwd, "--profile", str(REPO / "slurm"), timeout=600)
+    _assert_failure_names_log(result, cwd)
+    # The SLURM log of the failed job is named too.
+    assert re.search(r"\.snakemake/slurm_logs/rule_\w+/(\w+/)?\d+\.log", result.stdout), (
+        result.stdout[-4000:]
+    )

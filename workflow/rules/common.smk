@@ -1,0 +1,214 @@
+"""Paths and keys shared by the rules.
+
+Outputs are keyed so that a change reruns only what depends on it:
+
+    {results}/{dataset}/config/<stage>.yaml                config snapshots the stages read
+    {results}/{dataset}/audio/                             demo clips (only for the demo dataset)
+    {results}/{dataset}/manifest.csv, manifest.json
+    {results}/{dataset}/features/{fhash}/ranks{n}/         one spectrogram job per rank count
+    {results}/{dataset}/models/{fhash}-{thash}/bench/threads{n}/   thread-sweep training runs
+    {results}/{dataset}/models/{fhash}-{thash}/model/      the production model
+    {results}/{dataset}/models/{fhash}-{thash}/eval/       metrics.json, confusion.png
+    {results}/{dataset}/report/                            speed-up report (report.html, ...)
+    {results}/{dataset}/logs/..., benchmarks/...
+
+``fhash`` hashes the ``audio`` and ``mel`` sections, ``thash`` the parts of ``train`` that change
+the model (not the thread counts) plus ``fhash``.
+
+Each stage reads its own snapshot of the validated config (``--config``): the whole config as
+it was when the sections that stage depends on last changed. The snapshot rule's ``params``
+digest covers only those sections, so Snakemake's params trigger rewrites a snapshot (and so
+reruns the stage and what follows) exactly when they change: a new ``train.threads`` adds
+training benchmarks but leaves manifest, spectrograms and the production model alone.
+(Snapshots are ordinary inputs: ``ancient()`` inputs would hide downstream jobs from
+Snakemake 9's rerun detection when the snapshot itself reruns.)
+"""
+
+import hashlib
+import os
+import re
+import sys
+from pathlib import Path
+
+from genreflow.config import FEATURE_SECTIONS, config_hash, validate_config
+
+# Cross-field checks (fmax vs Nyquist, split fractions...) that a JSON schema cannot express.
+validate_config(config, source="snakemake config")
+
+#: Keys of ``train`` that change only speed, not the model: they do not enter ``thash``.
+TRAIN_SPEED_KEYS = ("threads", "production_threads", "inter_op_threads", "bench_epochs")
+
+#: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``): a change
+#: to them does not touch the training snapshot.
+TRAIN_CLI_KEYS = ("threads", "production_threads", "bench_epochs")
+
+#: Keys of ``preprocess`` that choose which jobs run, not what one job writes.
+PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks")
+
+
+def _env_bin() -> Path:
+    """The bin folder of the Python environment that runs Snakemake."""
+    return Path(sys.executable).parent
+
+
+def default_mpi_launcher() -> str:
+    """The ``mpiexec`` next to ``sys.executable`` (the venv's MPICH), else ``mpiexec``.
+
+    With ``--use-conda`` the jobs run in the rule's environment, whose ``mpiexec`` is on PATH.
+    """
+    methods = getattr(workflow.deployment_settings, "deployment_method", ()) or ()
+    if any(str(m).lower().endswith("conda") for m in methods):
+        return "mpiexec"
+    candidate = _env_bin() / "mpiexec"
+    return str(candidate) if candidate.exists() else "mpiexec"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "data"
+
+
+def dataset_key(cfg) -> str:
+    """Folder name of one dataset under ``results``.
+
+    The demo set is named by its parameters (``demo-20x10s-seed0``); a real dataset by the
+    name of its folder (or CSV) plus a short hash of the absolute path, so two folders that
+    share a name do not share results.
+    """
+    data = cfg["data"]
+    if not data["root"] and not data["csv"]:
+        demo = data["demo"]
+        return f"demo-{demo['clips_per_genre']}x{demo['seconds']:g}s-seed{demo['seed']}"
+    source = data["csv"] or data["root"]
+    absolute = os.path.abspath(os.path.expanduser(source))
+    digest = hashlib.sha256(absolute.encode("utf-8")).hexdigest()[:8]
+    return f"{_slug(Path(absolute).stem)}-{digest}"
+
+
+def feature_hash(cfg) -> str:
+    """Hash of the sections that define the spectrograms (``audio``, ``mel``)."""
+    return config_hash(cfg, FEATURE_SECTIONS)
+
+
+def train_hash(cfg) -> str:
+    """Hash of what defines the production model: ``train`` minus speed keys, plus features."""
+    train = {k: v for k, v in cfg["train"].items() if k not in TRAIN_SPEED_KEYS}
+    return config_hash({"train": train, "features": feature_hash(cfg)})
+
+
+def is_demo(cfg) -> bool:
+    return not cfg["data"]["root"] and not cfg["data"]["csv"]
+
+
+DATASET = dataset_key(config)
+FHASH = feature_hash(config)
+THASH = train_hash(config)
+RUN_DIR = f"{config['results']}/{DATASET}"
+DEMO_DIR = f"{RUN_DIR}/audio"
+MANIFEST = f"{RUN_DIR}/manifest.csv"
+MANIFEST_JSON = f"{RUN_DIR}/manifest.json"
+FEATURES_DIR = f"{RUN_DIR}/features/{FHASH}"
+MODELS_DIR = f"{RUN_DIR}/models/{FHASH}-{THASH}"
+LOG_DIR = f"{RUN_DIR}/logs"
+BENCH_DIR = f"{RUN_DIR}/benchmarks"
+SNAPSHOT_DIR = f"{RUN_DIR}/config"
+REPORT_DIR = f"{RUN_DIR}/report"
+
+TIMING_RANKS = sorted(config["preprocess"]["ranks"])
+PRODUCTION_RANKS = config["preprocess"]["production_ranks"]
+THREADS_PER_RANK = config["preprocess"]["threads_per_rank"]
+BENCH_THREADS = sorted(config["train"]["threads"])
+PRODUCTION_THREADS = config["train"]["production_threads"]
+
+
+def features_marker(ranks: int | str) -> str:
+    """``features.json`` of the ``ranks``-rank spectrogram job (written last: complete)."""
+    return f"{FEATURES_DIR}/ranks{ranks}/features.json"
+
+
+PRODUCTION_FEATURES = features_marker(PRODUCTION_RANKS)
+
+
+def section_digest(*sections: str, drop: tuple[str, ...] = ()) -> str:
+    """Digest of some config sections (minus ``drop`` keys) for a rule's ``params``."""
+    picked = {s: config[s] for s in sections}
+    for section in sections:
+        if isinstance(picked[section], dict):
+            picked[section] = {
+                k: v for k, v in picked[section].items() if k not in drop
+            }
+    return config_hash(picked)
+
+
+#: Config snapshot name -> digest of the sections its stage reads.
+SNAPSHOT_DIGESTS = {
+    "manifest": section_digest("data", "split"),
+    f"features-{FHASH}": section_digest(
+        "audio", "mel", "preprocess", drop=PREPROCESS_SWEEP_KEYS
+    ),
+    f"train-{FHASH}-{THASH}": section_digest(
+        "audio", "mel", "train", drop=TRAIN_CLI_KEYS
+    ),
+}
+
+
+def snapshot(name: str) -> str:
+    """Path of the config snapshot ``name`` (a key of ``SNAPSHOT_DIGESTS``)."""
+    return f"{SNAPSHOT_DIR}/{name}.yaml"
+
+
+MANIFEST_CONFIG = snapshot("manifest")
+FEATURES_CONFIG = snapshot(f"features-{FHASH}")
+TRAIN_CONFIG = snapshot(f"train-{FHASH}-{THASH}")
+
+
+def data_input(wildcards):
+    """What the manifest reads: the demo folder (a rule makes it) or the user's data."""
+    if is_demo(config):
+        return {"data": DEMO_DIR}
+    files = {}
+    if config["data"]["root"]:
+        files["data"] = config["data"]["root"]
+    if config["data"]["csv"]:
+        files["csv"] = config["data"]["csv"]
+    return files
+
+
+def manifest_source(wildcards, input) -> str:
+    """``--data DIR`` and/or ``--csv FILE`` options of ``genreflow manifest``."""
+    from shlex import quote
+
+    options = [
+        f"--{key} {quote(str(input[key]))}"
+        for key in ("data", "csv")
+        if key in input.keys()
+    ]
+    return " ".join(options)
+
+
+def write_config_snapshot(*, path: str, log: str, digest: str) -> None:
+    """Write the validated ``config`` (all defaults filled in) as YAML, atomically."""
+    import yaml
+
+    from genreflow.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config, sort_keys=False))
+    with open(log, "w", encoding="utf-8") as handle:
+        print(f"wrote {path} (config hash {digest})", file=handle)
+
+
+def stage_targets() -> list[str]:
+    """Every stage's final output: timing features, thread-sweep runs, model, evaluation."""
+    ranks = sorted(set(TIMING_RANKS) | {PRODUCTION_RANKS})
+    targets = [features_marker(n) for n in ranks]
+    targets += [f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in BENCH_THREADS]
+    targets += [
+        f"{MODELS_DIR}/model/model.keras",
+        f"{MODELS_DIR}/eval/metrics.json",
+        f"{MODELS_DIR}/eval/confusion.png",
+    ]
+    return targets
+
+
+def all_targets() -> list[str]:
+    """The targets of the default target (`all`): every stage's output and the report over them."""
+    return [*stage_targets(), f"{REPORT_DIR}/summary.json"]

@@ -1,0 +1,61 @@
+rule spectrograms:
+    """Log-mel spectrograms with N MPI ranks (N >= 2): one timing job per rank count."""
+    input:
+        manifest=MANIFEST,
+        config=FEATURES_CONFIG,
+    # Declared files, not directory(): on failure Snakemake deletes only these, so the
+    # folder's bad_files.csv stays for the user to read.
+    output:
+        marker=f"{FEATURES_DIR}/ranks{{ranks}}/features.json",
+        timings=f"{FEATURES_DIR}/ranks{{ranks}}/timings.json",
+        index=f"{FEATURES_DIR}/ranks{{ranks}}/index.csv",
+    log:
+        f"{LOG_DIR}/spectrograms/ranks{{ranks}}.log",
+    benchmark:
+        f"{BENCH_DIR}/spectrograms/ranks{{ranks}}.tsv"
+    wildcard_constraints:
+        # 1 rank is `spectrograms_single`: the SLURM executor rejects MPI jobs with one task.
+        ranks=r"[2-9]|[1-9][0-9]+",
+    conda:
+        "../envs/genreflow.yaml"
+    # Locally the job holds min(N, --cores) cores, so timing runs do not overlap; MPICH
+    # oversubscribes when N > cores. On SLURM, cpus_per_task (not threads) sizes each task.
+    threads: lambda wildcards: int(wildcards.ranks) * THREADS_PER_RANK
+    resources:
+        tasks=lambda wildcards: int(wildcards.ranks),
+        cpus_per_task=THREADS_PER_RANK,
+        mpi=default_mpi_launcher(),
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.marker),
+    shell:
+        "{resources.mpi} -n {resources.tasks} genreflow spectrograms"
+        " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q} > {log:q} 2>&1"
+
+
+rule spectrograms_single:
+    """Log-mel spectrograms in one process (the 1-rank timing run, or 1-rank production)."""
+    input:
+        manifest=MANIFEST,
+        config=FEATURES_CONFIG,
+    output:
+        marker=f"{FEATURES_DIR}/ranks1/features.json",
+        timings=f"{FEATURES_DIR}/ranks1/timings.json",
+        index=f"{FEATURES_DIR}/ranks1/index.csv",
+    log:
+        f"{LOG_DIR}/spectrograms/ranks1.log",
+    benchmark:
+        f"{BENCH_DIR}/spectrograms/ranks1.tsv"
+    conda:
+        "../envs/genreflow.yaml"
+    threads: THREADS_PER_RANK
+    resources:
+        cpus_per_task=THREADS_PER_RANK,
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.marker),
+    # Under the SLURM executor this runs inside Snakemake's own `srun -n1` step, whose PMI
+    # variables would make the child believe it is an MPI rank (and fail in PMI_Init): drop them
+    # so it runs as the plain one-process world it is.
+    shell:
+        "env -u PMI_FD -u PMI_RANK -u PMI_SIZE -u PMI_JOBID -u PMIX_RANK -u SLURM_STEP_ID"
+        " genreflow spectrograms"
+        " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q} > {log:q} 2>&1"

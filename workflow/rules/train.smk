@@ -1,0 +1,57 @@
+rule train_bench:
+    """A short training run with N intra-op threads: one per count in train.threads."""
+    input:
+        features=PRODUCTION_FEATURES,
+        config=TRAIN_CONFIG,
+    output:
+        model=f"{MODELS_DIR}/bench/threads{{threads}}/model.keras",
+        meta=f"{MODELS_DIR}/bench/threads{{threads}}/genreflow.json",
+        history=f"{MODELS_DIR}/bench/threads{{threads}}/history.json",
+        timings=f"{MODELS_DIR}/bench/threads{{threads}}/timings.json",
+    log:
+        f"{LOG_DIR}/train_bench/threads{{threads}}.log",
+    benchmark:
+        f"{BENCH_DIR}/train_bench/threads{{threads}}.tsv"
+    wildcard_constraints:
+        threads=r"[1-9][0-9]*",
+    conda:
+        "../envs/genreflow.yaml"
+    threads: lambda wildcards: int(wildcards.threads)
+    resources:
+        cpus_per_task=lambda wildcards: int(wildcards.threads),
+    params:
+        features=lambda wildcards, input: os.path.dirname(input.features),
+        out=lambda wildcards, output: os.path.dirname(output.timings),
+        epochs=config["train"]["bench_epochs"],
+    # The sweep times exactly N threads even where Snakemake grants fewer cores.
+    shell:
+        "genreflow train --features {params.features:q} --out {params.out:q}"
+        " --config {input.config:q} --threads {wildcards.threads} --epochs {params.epochs}"
+        " > {log:q} 2>&1"
+
+
+rule train:
+    """The production model, trained on the production features."""
+    input:
+        features=PRODUCTION_FEATURES,
+        config=TRAIN_CONFIG,
+    output:
+        model=f"{MODELS_DIR}/model/model.keras",
+        meta=f"{MODELS_DIR}/model/genreflow.json",
+        history=f"{MODELS_DIR}/model/history.json",
+        timings=f"{MODELS_DIR}/model/timings.json",
+    log:
+        f"{LOG_DIR}/train.log",
+    benchmark:
+        f"{BENCH_DIR}/train.tsv"
+    conda:
+        "../envs/genreflow.yaml"
+    threads: PRODUCTION_THREADS
+    resources:
+        cpus_per_task=PRODUCTION_THREADS,
+    params:
+        features=lambda wildcards, input: os.path.dirname(input.features),
+        out=lambda wildcards, output: os.path.dirname(output.timings),
+    shell:
+        "genreflow train --features {params.features:q} --out {params.out:q}"
+        " --config {input.config:q} --threads {threads} > {log:q} 2>&1"
