@@ -1,0 +1,192 @@
+"""Training throughput against TensorFlow's intra-op thread count.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_training.py                      # demo features, 1 and 2 threads
+    .venv/bin/python benchmarks/bench_training.py --features DIR --threads 1,2,4 --repeat 3
+
+For every thread count, ``genreflow train --threads N --epochs E`` runs in a fresh process
+(TensorFlow fixes its thread pools when it starts), on the same features, with the runs
+interleaved (1, 2, 1, 2, ...) so that a change in machine load hits every count alike. The
+samples per second of each run come from its ``timings.json``: training samples over training
+time of every epoch but the first (which includes graph tracing). The thread settings printed
+are the ones read back from TensorFlow.
+
+Without ``--features`` the script makes the demo data set (``genreflow demo-data``, then
+``manifest`` and ``spectrograms``) in ``--workdir`` once and reuses it.
+
+Prints a table and writes ``benchmarks/out/training.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "training.json"
+DEFAULT_WORKDIR = Path(__file__).resolve().parent / "out" / "work-training"
+
+
+def genreflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m genreflow ARGS`` and fail loudly with its stderr."""
+    cmd = [sys.executable, "-m", "genreflow", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return done
+
+
+def demo_features(workdir: Path, *, clips_per_genre: int, seconds: float) -> Path:
+    """The demo data set's feature directory in ``workdir`` (made once, then reused)."""
+    features = workdir / "features"
+    marker = workdir / "made-with.json"
+    recipe = {"clips_per_genre": clips_per_genre, "seconds": seconds}
+    made = marker.is_file() and json.loads(marker.read_text()) == recipe
+    if made and (features / "features.json").is_file():
+        return features
+    print(f"making demo features in {workdir} ...", flush=True)
+    audio = workdir / "audio"
+    genreflow(
+        "demo-data",
+        "--out",
+        str(audio),
+        "--clips-per-genre",
+        str(clips_per_genre),
+        "--seconds",
+        str(seconds),
+        "--no-progress",
+    )
+    genreflow("manifest", "--data", str(audio), "--out", str(workdir / "manifest.csv"))
+    genreflow("spectrograms", "--manifest", str(workdir / "manifest.csv"), "--out", str(features))
+    marker.write_text(json.dumps(recipe))
+    return features
+
+
+def train_once(
+    features: Path, out: Path, *, threads: int, epochs: int, settings: list[str]
+) -> dict:
+    """One ``genreflow train`` run in a fresh process; returns its ``timings.json``."""
+    args = ["train", "--features", str(features), "--out", str(out)]
+    args += ["--threads", str(threads), "--epochs", str(epochs)]
+    for setting in settings:
+        args += ["--set", setting]
+    # The command sets the thread variables itself; drop any inherited ones.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    started = time.perf_counter()
+    genreflow(*args, env=env)
+    timings = json.loads((out / "timings.json").read_text())
+    timings["process_seconds"] = time.perf_counter() - started
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=Path, default=None, help="feature directory to train on")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="demo data cache")
+    parser.add_argument("--clips-per-genre", type=int, default=10, help="demo clips per genre")
+    parser.add_argument("--seconds", type=float, default=10.0, help="demo clip length (s)")
+    parser.add_argument("--threads", default="1,2", help="intra-op thread counts, comma-separated")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per run (the first is warm-up)"
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="runs per thread count (interleaved)")
+    parser.add_argument(
+        "--set", dest="settings", action="append", default=[], help="extra config KEY=VALUE"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    args = parser.parse_args(argv)
+    counts = [int(t) for t in args.threads.split(",") if t.strip()]
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the first epoch is warm-up and not counted")
+
+    features = args.features or demo_features(
+        args.workdir, clips_per_genre=args.clips_per_genre, seconds=args.seconds
+    )
+    load_before = os.getloadavg()
+    runs: dict[int, list[dict]] = {n: [] for n in counts}
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        for r in range(args.repeat):
+            for n in counts:
+                out = Path(tmp) / f"model-t{n}-r{r}"
+                t = train_once(features, out, threads=n, epochs=args.epochs, settings=args.settings)
+                runs[n].append(t)
+                print(
+                    f"  run {r + 1}/{args.repeat}, {n} thread(s): {t['samples_per_second']:.1f} "
+                    f"samples/s (TensorFlow intra_op={t['threads']['intra_op']}, "
+                    f"inter_op={t['threads']['inter_op']})",
+                    flush=True,
+                )
+    load_after = os.getloadavg()
+
+    rows = []
+    for n in counts:
+        rates = [t["samples_per_second"] for t in runs[n]]
+        epoch_seconds = [e["seconds"] for t in runs[n] for e in t["epochs"] if not e["warmup"]]
+        rows.append(
+            {
+                "threads": n,
+                "intra_op_read_back": sorted({t["threads"]["intra_op"] for t in runs[n]}),
+                "inter_op_read_back": sorted({t["threads"]["inter_op"] for t in runs[n]}),
+                "samples_per_second_median": statistics.median(rates),
+                "samples_per_second_min": min(rates),
+                "samples_per_second_max": max(rates),
+                "samples_per_second_runs": rates,
+                "epoch_seconds_median": statistics.median(epoch_seconds),
+                "samples_per_epoch": runs[n][0]["epochs"][-1]["samples"],
+            }
+        )
+    base = rows[0]
+    for row in rows:
+        row["speedup"] = row["samples_per_second_median"] / base["samples_per_second_median"]
+        row["efficiency"] = row["speedup"] / (row["threads"] / base["threads"])
+
+    print()
+    print(f"training throughput, {features}, {args.epochs} epochs x {args.repeat} run(s) per count")
+    print(
+        f"{'threads':>7} {'TF intra':>8} {'samples/s':>10} {'(min-max)':>15} {'s/epoch':>8} "
+        f"{'speed-up':>8} {'efficiency':>10}"
+    )
+    for row in rows:
+        spread = f"({row['samples_per_second_min']:.1f}-{row['samples_per_second_max']:.1f})"
+        print(
+            f"{row['threads']:>7} {','.join(map(str, row['intra_op_read_back'])):>8} "
+            f"{row['samples_per_second_median']:>10.1f} {spread:>15} "
+            f"{row['epoch_seconds_median']:>8.2f} {row['speedup']:>8.2f} {row['efficiency']:>10.2f}"
+        )
+    print(
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs"
+    )
+
+    from genreflow.atomic import write_json
+
+    write_json(
+        args.out,
+        {
+            "benchmark": "training",
+            "features": str(features),
+            "epochs": args.epochs,
+            "repeat": args.repeat,
+            "settings": args.settings,
+            "rows": rows,
+            "runs": {str(n): runs[n] for n in counts},
+            "host": platform.node(),
+            "cpu_count": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``genreflow predict``: the genre of audio files, with a trained model directory."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "predict the genre of audio files with a trained model"
+DESCRIPTION = (
+    "Decode each FILE (wav, au, flac, ogg, mp3; any rate or channel count), cut it into the "
+    "model's segments and average the segment probabilities. Prints the top-k genres per file, "
+    "or one JSON document with --json. A file that cannot be read gets a one-line error on "
+    "stderr; the others are still predicted, and the exit status is 1."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_DIR", help="model directory from `genreflow train`")
+    parser.add_argument("files", metavar="FILE", nargs="+", help="audio files")
+    parser.add_argument("--top-k", metavar="K", type=int, default=3, help="genres shown per file")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--threads",
+        metavar="N",
+        type=int,
+        default=None,
+        help="TensorFlow intra-op threads (none given: TensorFlow's choice, one per core)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from genreflow.errors import AudioError, ConfigError
+    from genreflow.threads import (
+        configure_tensorflow,
+        keep_freed_memory,
+        quiet_tensorflow,
+        set_thread_env,
+    )
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        set_thread_env(intra_op=args.threads, inter_op=1)
+        configure_tensorflow(intra_op=args.threads, inter_op=1)
+    quiet_tensorflow()
+    keep_freed_memory()
+
+    from genreflow.predict import Predictor
+
+    predictor = Predictor(args.model)
+    results, failed = [], 0
+    for path in args.files:
+        try:
+            prediction = predictor.predict_file(path)
+        except AudioError as exc:
+            failed += 1
+            print(f"genreflow predict: error: {exc}", file=sys.stderr, flush=True)
+            if args.json:
+                results.append({"file": path, "error": exc.reason})
+            continue
+        if args.json:
+            results.append(prediction.to_dict(top_k=args.top_k))
+        else:
+            print(format_prediction(prediction, top_k=args.top_k), flush=True)
+    if args.json:
+        print(json.dumps({"model": args.model, "predictions": results}, indent=2))
+    return 1 if failed else 0
+
+
+def format_prediction(prediction, *, top_k: int) -> str:
+    """``FILE  (duration, segments[, padding note])`` then ``rank  genre  probability`` lines."""
+    notes = f"{prediction.duration:.1f} s, {len(prediction.offsets)} segment(s)"
+    if prediction.short:
+        notes += ", shorter than one segment: zero-padded"
+    lines = [f"{prediction.source}  ({notes})"]
+    for rank, (label, probability) in enumerate(prediction.top(top_k), start=1):
+        lines.append(f"  {rank:>2}  {label:<14} {probability:6.1%}")
+    return "\n".join(lines)

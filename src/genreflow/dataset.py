@@ -1,0 +1,355 @@
+"""Training and evaluation inputs streamed from a feature directory.
+
+The shards stay on disk, memory-mapped; rows are read one segment at a time, so memory does
+not grow with the number of clips. The pipeline is the usual Keras audio one::
+
+    rows read from the shards (Python generator, seeded per epoch)
+      -> map(standardise each mel band, SpecAugment masks, add a channel axis)
+      -> batch -> prefetch(AUTOTUNE)
+
+Each training epoch draws ``segments_per_clip`` segments from every training clip, in an
+order shuffled by ``numpy.random.default_rng([seed, epoch])``: the same seed gives the same
+epochs, also after a resumed run. SpecAugment draws its masks with stateless random ops
+seeded per example, so it is reproducible too.
+
+Nothing here imports TensorFlow at module level: the band statistics and clip tables are
+numpy only (the nearest-centroid baseline and the tests use them without TensorFlow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genreflow.errors import DatasetError
+from genreflow.shards import FeatureSet, open_features
+
+__all__ = [
+    "ClipTable",
+    "FeatureSet",
+    "SegmentSampler",
+    "band_statistics",
+    "clip_table",
+    "iter_segment_chunks",
+    "make_dataset",
+    "open_features",
+    "spec_augment_masks",
+]
+
+#: Rows read at a time when scanning shards for statistics.
+_CHUNK_ROWS = 256
+
+
+# --------------------------------------------------------------------------- clip tables
+
+
+@dataclass(frozen=True)
+class ClipTable:
+    """The segments of some clips: clip ``i`` is rows ``row_start[i]:row_stop[i]`` of ``shards[i]``.
+
+    Attributes
+    ----------
+    clip_ids : list of str, length n_clips
+    labels : np.ndarray, shape (n_clips,), int
+        Index into the label list.
+    shards : list of str, length n_clips
+    row_start, row_stop : np.ndarray, shape (n_clips,), int
+    """
+
+    clip_ids: list[str]
+    labels: np.ndarray
+    shards: list[str]
+    row_start: np.ndarray
+    row_stop: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def n_segments(self) -> np.ndarray:
+        """Segments per clip, shape (n_clips,)."""
+        return self.row_stop - self.row_start
+
+    def segment_clip(self) -> np.ndarray:
+        """For every segment (in clip order), the position of its clip; shape (total segments,)."""
+        return np.repeat(np.arange(len(self)), self.n_segments)
+
+
+def clip_table(features: FeatureSet, *, split: str, labels: Sequence[str]) -> ClipTable:
+    """The clips of ``split`` with label indices from ``labels`` (the model's order).
+
+    Raises
+    ------
+    DatasetError
+        A clip whose label is not in ``labels``.
+    """
+    position = {name: i for i, name in enumerate(labels)}
+    rows = features.rows(split=split)
+    unknown = sorted({r.label for r in rows} - set(position))
+    if unknown:
+        raise DatasetError(
+            f"{features.path}: split '{split}' has labels the model does not know: {', '.join(unknown)}"
+        )
+    rows = [r for r in rows if r.row_stop > r.row_start]
+    return ClipTable(
+        clip_ids=[r.clip_id for r in rows],
+        labels=np.array([position[r.label] for r in rows], dtype=np.int64),
+        shards=[r.shard for r in rows],
+        row_start=np.array([r.row_start for r in rows], dtype=np.int64),
+        row_stop=np.array([r.row_stop for r in rows], dtype=np.int64),
+    )
+
+
+def iter_segment_chunks(
+    features: FeatureSet, clips: ClipTable, *, chunk_rows: int = _CHUNK_ROWS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(clip_positions, segments)`` chunks of all segments of ``clips``, in clip order.
+
+    ``segments`` has shape ``(m, n_mels, n_frames)`` float32; a chunk closes after the clip
+    that brings it to ``chunk_rows`` rows, so ``m`` is about that (whole clips, never split).
+    ``clip_positions`` has shape ``(m,)``: each row's index into ``clips``.
+    """
+    pending: list[tuple[int, np.ndarray]] = []
+    size = 0
+    for i in range(len(clips)):
+        block = features.shard(clips.shards[i])[clips.row_start[i] : clips.row_stop[i]]
+        pending.append((i, block))
+        size += len(block)
+        if size >= chunk_rows:
+            yield _join(pending)
+            pending, size = [], 0
+    if pending:
+        yield _join(pending)
+
+
+def _join(pending: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    positions = np.concatenate([np.full(len(b), i, dtype=np.int64) for i, b in pending])
+    segments = np.concatenate([np.asarray(b, dtype=np.float32) for _, b in pending])
+    return positions, segments
+
+
+def band_statistics(features: FeatureSet, clips: ClipTable) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of every mel band over all segments and frames of ``clips``.
+
+    Streams over the shards in chunks (float64 running sums), so memory stays flat.
+
+    Returns
+    -------
+    mean, std : np.ndarray, shape (n_mels,), float32
+        ``std`` is floored at 1e-3 dB so that a constant band cannot divide by zero.
+    """
+    if len(clips) == 0:
+        raise DatasetError(f"{features.path}: no clips to compute band statistics from")
+    total = np.zeros(features.n_mels, dtype=np.float64)
+    squares = np.zeros(features.n_mels, dtype=np.float64)
+    count = 0
+    for _, chunk in iter_segment_chunks(features, clips):
+        values = chunk.astype(np.float64)
+        total += values.sum(axis=(0, 2))
+        squares += np.square(values).sum(axis=(0, 2))
+        count += values.shape[0] * values.shape[2]
+    mean = total / count
+    var = np.maximum(squares / count - mean**2, 0.0)
+    return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-3).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- segment sampling
+
+
+class SegmentSampler:
+    """Python generator source for ``tf.data``: the segments of one epoch, read from the shards.
+
+    Call it (no arguments) to get one epoch's generator; set :attr:`epoch` before each epoch
+    (the training loop does it in a callback) so that every epoch has its own, reproducible
+    draw. Each yielded item is ``(segment float16 (n_mels, n_frames), label int, seed int64[2])``;
+    the seed drives that example's SpecAugment masks.
+
+    Parameters
+    ----------
+    features : FeatureSet
+    clips : ClipTable
+    segments_per_clip : int or None
+        Segments drawn per clip each epoch (without replacement while the clip has enough,
+        then with); ``None`` yields every segment of every clip once, in order (evaluation).
+    seed : int
+    shuffle : bool
+        Shuffle the draw (training) or keep clip order (validation).
+    """
+
+    def __init__(
+        self,
+        *,
+        features: FeatureSet,
+        clips: ClipTable,
+        segments_per_clip: int | None,
+        seed: int,
+        shuffle: bool,
+    ) -> None:
+        self.features = features
+        self.clips = clips
+        self.segments_per_clip = segments_per_clip
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """Examples per epoch."""
+        if self.segments_per_clip is None:
+            return int(self.clips.n_segments.sum())
+        return len(self.clips) * self.segments_per_clip
+
+    def plan(self, epoch: int) -> np.ndarray:
+        """The epoch's examples as ``(clip position, row within the clip)`` pairs, shape (n, 2)."""
+        clips = self.clips
+        if self.segments_per_clip is None:
+            position = clips.segment_clip()
+            within = np.arange(len(position)) - np.repeat(
+                np.cumsum(clips.n_segments) - clips.n_segments, clips.n_segments
+            )
+            return np.stack([position, within], axis=1)
+        rng = np.random.default_rng([self.seed, epoch])
+        n = self.segments_per_clip
+        pairs = np.empty((len(clips) * n, 2), dtype=np.int64)
+        for i, k in enumerate(clips.n_segments):
+            draw = rng.permutation(k)[:n]
+            if len(draw) < n:
+                draw = np.concatenate([draw, rng.integers(0, k, n - len(draw))])
+            pairs[i * n : (i + 1) * n, 0] = i
+            pairs[i * n : (i + 1) * n, 1] = draw
+        if self.shuffle:
+            pairs = pairs[rng.permutation(len(pairs))]
+        return pairs
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.int64, np.ndarray]]:
+        epoch = self.epoch
+        pairs = self.plan(epoch)
+        seeds = np.random.default_rng([self.seed, epoch, 1]).integers(
+            0, 2**31 - 1, size=(len(pairs), 2), dtype=np.int64
+        )
+        clips = self.clips
+        for (clip, within), seed in zip(pairs, seeds, strict=True):
+            shard = self.features.shard(clips.shards[clip])
+            segment = np.array(shard[clips.row_start[clip] + within], dtype=np.float16)
+            yield segment, clips.labels[clip], seed
+
+
+# --------------------------------------------------------------------------- tf.data
+
+
+def make_dataset(
+    sampler: SegmentSampler,
+    *,
+    mean: np.ndarray,
+    std: np.ndarray,
+    batch_size: int,
+    spec_augment: Mapping[str, Any] | None = None,
+    crop_frames: int | None = None,
+):
+    """The ``tf.data`` pipeline over ``sampler``: read -> standardise (+ crop, SpecAugment) -> batch -> prefetch.
+
+    Parameters
+    ----------
+    sampler : SegmentSampler
+    mean, std : np.ndarray, shape (n_mels,)
+        Per-band statistics of the training split.
+    batch_size : int
+    spec_augment : mapping or None
+        ``train.spec_augment`` (``enabled``, ``time_masks``, ``time_width``, ``freq_masks``,
+        ``freq_width``); ``None`` or disabled = no masking (validation, evaluation).
+    crop_frames : int or None
+        Train on a random window of this many frames of each segment (a random time shift;
+        the fully convolutional model still scores whole segments). ``None`` = whole segments.
+
+    Returns
+    -------
+    tf.data.Dataset
+        Batches ``(x float32 (b, n_mels, frames, 1), y int64 (b,))``, ``frames`` = ``crop_frames``
+        or the segment length.
+    """
+    import tensorflow as tf
+
+    n_mels, n_frames = sampler.features.n_mels, sampler.features.n_frames
+    mean_t = tf.constant(np.asarray(mean, np.float32)[:, None])
+    std_t = tf.constant(np.asarray(std, np.float32)[:, None])
+    augment = dict(spec_augment) if spec_augment and spec_augment.get("enabled") else None
+    crop = crop_frames if crop_frames and crop_frames < n_frames else None
+
+    def prepare(segment, label, seed):
+        x = (tf.cast(segment, tf.float32) - mean_t) / std_t
+        if crop:
+            start = tf.random.stateless_uniform(
+                [],
+                seed=tf.random.experimental.stateless_fold_in(seed, 1),
+                minval=0,
+                maxval=n_frames - crop + 1,
+                dtype=tf.int32,
+            )
+            x = x[:, start : start + crop]
+        if augment:
+            x = spec_augment_masks(
+                x, seed=seed, **{k: v for k, v in augment.items() if k != "enabled"}
+            )
+        return x[..., tf.newaxis], label
+
+    dataset = tf.data.Dataset.from_generator(
+        sampler,
+        output_signature=(
+            tf.TensorSpec((n_mels, n_frames), tf.float16),
+            tf.TensorSpec((), tf.int64),
+            tf.TensorSpec((2,), tf.int64),
+        ),
+    )
+    # The generator's length is known: telling tf.data lets Keras show steps per epoch.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(sampler)))
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def spec_augment_masks(
+    x,
+    *,
+    seed,
+    time_masks: int,
+    time_width: int,
+    freq_masks: int,
+    freq_width: int,
+):
+    """SpecAugment: zero ``time_masks`` random frame ranges and ``freq_masks`` band ranges.
+
+    Widths are uniform in ``[0, width]``. Applied after standardisation, so zero is the band
+    mean. Random draws come from stateless ops seeded by ``seed`` (int64 ``(2,)``).
+
+    Parameters
+    ----------
+    x : tf.Tensor, shape (n_mels, n_frames), float32
+
+    Returns
+    -------
+    tf.Tensor, same shape
+    """
+    import tensorflow as tf
+
+    n_mels, n_frames = tf.shape(x)[0], tf.shape(x)[1]
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * (time_masks + freq_masks) + 1)
+
+    def band(length, count, width, offset):
+        positions = tf.range(length)
+        masked = tf.zeros([length], tf.bool)
+        for i in range(count):
+            w = tf.random.stateless_uniform(
+                [], seed=seeds[offset + 2 * i], minval=0, maxval=width + 1, dtype=tf.int32
+            )
+            w = tf.minimum(w, length)
+            start = tf.random.stateless_uniform(
+                [], seed=seeds[offset + 2 * i + 1], minval=0, maxval=length - w + 1, dtype=tf.int32
+            )
+            masked = masked | ((positions >= start) & (positions < start + w))
+        return masked
+
+    frames = band(n_frames, time_masks, time_width, 0)
+    mels = band(n_mels, freq_masks, freq_width, 2 * time_masks)
+    keep = ~(mels[:, tf.newaxis] | frames[tf.newaxis, :])
+    return tf.where(keep, x, tf.zeros_like(x))

@@ -1,0 +1,371 @@
+"""Test-split evaluation: CNN metrics, a nearest-centroid baseline and a confusion plot.
+
+The metric functions are plain numpy (no TensorFlow), so they can be checked by hand:
+:func:`confusion_matrix`, :func:`precision_recall_f1`, :func:`macro_f1`, :func:`accuracy`,
+:func:`clip_average`. :func:`evaluate_model` loads TensorFlow (through
+:class:`genreflow.predict.Predictor`) only when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from genreflow.dataset import ClipTable, FeatureSet, clip_table, iter_segment_chunks, open_features
+from genreflow.errors import DatasetError, ModelError
+
+BASELINE_METHOD = "nearest centroid, euclidean, on per-clip mean log-mel spectra standardised with train statistics"
+
+
+# --------------------------------------------------------------------------- metrics (numpy)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, *, n_labels: int) -> np.ndarray:
+    """Counts of (true, predicted) label pairs.
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray, shape (n,), int
+        Label indices in ``[0, n_labels)``.
+    n_labels : int
+
+    Returns
+    -------
+    np.ndarray, shape (n_labels, n_labels), int64
+        Rows are true labels, columns predicted labels.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= n_labels):
+            raise ValueError(f"{name} has label indices outside [0, {n_labels})")
+    counts = np.zeros((n_labels, n_labels), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def accuracy(confusion: np.ndarray) -> float:
+    """Fraction on the diagonal of a confusion matrix (0 when it is empty)."""
+    total = confusion.sum()
+    return float(np.trace(confusion) / total) if total else 0.0
+
+
+def precision_recall_f1(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-label precision, recall, F1 and support from a confusion matrix.
+
+    A ratio with a zero denominator (a label never predicted, or absent) is 0.
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1`` (float arrays) and ``support`` (int array), each of
+        shape (n_labels,).
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    predicted = confusion.sum(axis=0)
+    actual = confusion.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denominator = precision + recall
+    f1 = np.divide(
+        2 * precision * recall, denominator, out=np.zeros_like(tp), where=denominator > 0
+    )
+    return {"precision": precision, "recall": recall, "f1": f1, "support": actual.astype(np.int64)}
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Unweighted mean F1 over the labels that occur in the true labels (support > 0)."""
+    scores = precision_recall_f1(confusion)
+    present = scores["support"] > 0
+    return float(scores["f1"][present].mean()) if present.any() else 0.0
+
+
+def clip_average(
+    segment_values: np.ndarray, segment_clip: np.ndarray, *, n_clips: int
+) -> np.ndarray:
+    """Average rows of ``segment_values`` per clip.
+
+    Parameters
+    ----------
+    segment_values : np.ndarray, shape (n_segments, d)
+    segment_clip : np.ndarray, shape (n_segments,), int
+        The clip (``0..n_clips-1``) each segment belongs to; every clip must have a segment.
+    n_clips : int
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, d)
+    """
+    segment_values = np.asarray(segment_values, dtype=np.float64)
+    sums = np.zeros((n_clips, segment_values.shape[1]), dtype=np.float64)
+    np.add.at(sums, np.asarray(segment_clip), segment_values)
+    counts = np.bincount(segment_clip, minlength=n_clips)
+    if (counts == 0).any():
+        raise ValueError("every clip needs at least one segment")
+    return sums / counts[:, None]
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, *, labels: Sequence[str]) -> dict:
+    """Accuracy, macro-F1, per-label scores and the confusion matrix, JSON-ready."""
+    cm = confusion_matrix(y_true, y_pred, n_labels=len(labels))
+    scores = precision_recall_f1(cm)
+    return {
+        "accuracy": accuracy(cm),
+        "macro_f1": macro_f1(cm),
+        "per_class": {
+            name: {
+                "precision": float(scores["precision"][i]),
+                "recall": float(scores["recall"][i]),
+                "f1": float(scores["f1"][i]),
+                "support": int(scores["support"][i]),
+            }
+            for i, name in enumerate(labels)
+        },
+        "confusion": cm.tolist(),
+    }
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def clip_mean_spectra(features: FeatureSet, clips: ClipTable) -> np.ndarray:
+    """Per clip, the mean log-mel spectrum over its segments and frames.
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, n_mels), float64
+    """
+    sums = np.zeros((len(clips), features.n_mels), dtype=np.float64)
+    for positions, chunk in iter_segment_chunks(features, clips):
+        np.add.at(sums, positions, chunk.astype(np.float64).mean(axis=2))
+    return sums / np.maximum(clips.n_segments, 1)[:, None]
+
+
+def nearest_centroid(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, n_labels: int
+) -> np.ndarray:
+    """Predict each test row's label as that of the closest class centroid.
+
+    Dimensions are standardised with the training rows' mean and standard deviation; distance
+    is euclidean. A label without training rows is never predicted.
+
+    Parameters
+    ----------
+    train_x : np.ndarray, shape (n_train, d)
+    train_y : np.ndarray, shape (n_train,), int
+    test_x : np.ndarray, shape (n_test, d)
+    n_labels : int
+
+    Returns
+    -------
+    np.ndarray, shape (n_test,), int
+    """
+    mean = train_x.mean(axis=0)
+    std = np.maximum(train_x.std(axis=0), 1e-9)
+    train_z = (train_x - mean) / std
+    test_z = (test_x - mean) / std
+    centroids = np.full((n_labels, train_x.shape[1]), np.inf)
+    for label in range(n_labels):
+        rows = train_z[train_y == label]
+        if len(rows):
+            centroids[label] = rows.mean(axis=0)
+    distances = np.linalg.norm(test_z[:, None, :] - centroids[None, :, :], axis=2)
+    distances[~np.isfinite(distances)] = np.inf
+    return np.argmin(distances, axis=1)
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot_confusion(
+    confusion: np.ndarray, *, labels: Sequence[str], path: str | os.PathLike, title: str
+) -> None:
+    """Write a labelled confusion-matrix image (counts in every cell) to ``path`` atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    from genreflow.atomic import atomic_path
+
+    confusion = np.asarray(confusion)
+    n = len(labels)
+    size = max(4.0, 0.55 * n + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size), dpi=110)
+    try:
+        image = ax.imshow(confusion, cmap="Blues", vmin=0)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="clips")
+        bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
+        bar.update_ticks()
+        ax.set_xticks(range(n), labels, rotation=45, ha="right")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("predicted genre")
+        ax.set_ylabel("true genre")
+        ax.set_title(title)
+        threshold = confusion.max() / 2 if confusion.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    str(int(confusion[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if confusion[i, j] > threshold else "black",
+                )
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_model(
+    *,
+    model_dir: str | os.PathLike,
+    features_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+) -> dict:
+    """Evaluate a model directory on one split of a feature directory.
+
+    Writes ``metrics.json`` and ``confusion.png`` to ``out_dir`` (default ``model_dir``).
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` record (docs/formats.md, "Evaluation").
+
+    Raises
+    ------
+    ModelError
+        The features were made with other audio/mel settings than the model's.
+    DatasetError
+        No clips in ``split`` (or none in train, for the baseline).
+    """
+    from genreflow.atomic import write_json
+    from genreflow.predict import Predictor, read_model_info
+
+    started = time.perf_counter()
+    model_dir = Path(model_dir)
+    out = Path(out_dir) if out_dir is not None else model_dir
+    features = open_features(features_dir)
+    info = read_model_info(model_dir)
+    if info["features_hash"] != features.info["config_hash"]:
+        raise ModelError(
+            f"{model_dir} was trained on features with config_hash {info['features_hash']}, but "
+            f"{features.path} has {features.info['config_hash']} (other audio/mel settings)"
+        )
+    labels = list(info["labels"])
+    test = clip_table(features, split=split, labels=labels)
+    train = clip_table(features, split="train", labels=labels)
+    if len(test) == 0:
+        raise DatasetError(f"{features.path}: no '{split}' clips to evaluate")
+
+    predictor = Predictor(model_dir, batch_size=batch_size)
+    segment_probs = np.concatenate(
+        [predictor.predict_segments(chunk) for _, chunk in iter_segment_chunks(features, test)]
+    )
+    segment_clip = test.segment_clip()
+    clip_probs = clip_average(segment_probs, segment_clip, n_clips=len(test))
+    clip_pred = clip_probs.argmax(axis=1)
+    segment_report = classification_report(
+        test.labels[segment_clip], segment_probs.argmax(axis=1), labels=labels
+    )
+    clip_report = classification_report(test.labels, clip_pred, labels=labels)
+
+    baseline: dict = {"method": BASELINE_METHOD}
+    if len(train):
+        base_pred = nearest_centroid(
+            clip_mean_spectra(features, train),
+            train.labels,
+            clip_mean_spectra(features, test),
+            n_labels=len(labels),
+        )
+        base_report = classification_report(test.labels, base_pred, labels=labels)
+        baseline.update(
+            clip_accuracy=base_report["accuracy"],
+            macro_f1=base_report["macro_f1"],
+            confusion=base_report["confusion"],
+        )
+    else:
+        baseline.update(clip_accuracy=None, macro_f1=None, confusion=None)
+
+    metrics = {
+        "split": split,
+        "labels": labels,
+        "n_clips": len(test),
+        "n_segments": int(len(segment_clip)),
+        "segment_accuracy": segment_report["accuracy"],
+        "segment_macro_f1": segment_report["macro_f1"],
+        "clip_accuracy": clip_report["accuracy"],
+        "macro_f1": clip_report["macro_f1"],
+        "per_class": clip_report["per_class"],
+        "confusion": clip_report["confusion"],
+        "segment_confusion": segment_report["confusion"],
+        "baseline": baseline,
+        "clips": [
+            {
+                "clip_id": clip_id,
+                "label": labels[test.labels[i]],
+                "predicted": labels[clip_pred[i]],
+                "probability": round(float(clip_probs[i, clip_pred[i]]), 6),
+            }
+            for i, clip_id in enumerate(test.clip_ids)
+        ],
+        "model": str(model_dir),
+        "features": str(features.path),
+        "features_hash": features.info["config_hash"],
+        "model_config_hash": info.get("config_hash"),
+        "seconds": round(time.perf_counter() - started, 3),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(out / "metrics.json", metrics)
+    plot_confusion(
+        np.asarray(metrics["confusion"]),
+        labels=labels,
+        path=out / "confusion.png",
+        title=f"{split}: clip accuracy {metrics['clip_accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.3f}",
+    )
+    return metrics
+
+
+def format_summary(metrics: dict) -> str:
+    """A short plain-text table: CNN vs baseline, then per-genre scores."""
+    base = metrics["baseline"]
+
+    def pct(value):
+        return f"{value:7.1%}" if value is not None else "    n/a"
+
+    def num(value):
+        return f"{value:7.3f}" if value is not None else "    n/a"
+
+    lines = [
+        f"{metrics['split']} split: {metrics['n_clips']} clips, {metrics['n_segments']} segments",
+        f"{'':24} {'segment acc':>11} {'clip acc':>8} {'macro-F1':>8}",
+        f"{'CNN':24} {pct(metrics['segment_accuracy']):>11} {pct(metrics['clip_accuracy']):>8} "
+        f"{num(metrics['macro_f1']):>8}",
+        f"{'nearest-centroid baseline':24} {'':>11} {pct(base['clip_accuracy']):>8} "
+        f"{num(base['macro_f1']):>8}",
+        "",
+        f"{'genre':12} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>7}",
+    ]
+    for name, s in metrics["per_class"].items():
+        lines.append(
+            f"{name:12} {s['precision']:9.3f} {s['recall']:7.3f} {s['f1']:6.3f} {s['support']:7d}"
+        )
+    return "\n".join(lines)

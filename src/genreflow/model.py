@@ -1,0 +1,72 @@
+"""The genre CNN: a small fully-convolutional network over log-mel segments.
+
+Input ``(n_mels, None, 1)``: any number of frames, so the same model trains on fixed segments
+and can score longer windows. Design choices measured on 2 CPU cores (see the project notes):
+
+- a stride-2 first convolution: ~4x the throughput of stride 1 at no measurable accuracy cost;
+- BatchNormalization momentum 0.9 instead of Keras' 0.99: with a few hundred steps in a whole
+  training run, 0.99 never lets the running statistics settle and validation stays at chance;
+- global average pooling, so the frame count can vary and the model stays tiny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Filters of the convolution blocks; each block halves both axes.
+DEFAULT_FILTERS = (16, 32, 48, 64)
+
+
+def build_model(
+    *,
+    n_mels: int,
+    n_labels: int,
+    filters: Sequence[int] = DEFAULT_FILTERS,
+    dropout: float = 0.3,
+    bn_momentum: float = 0.9,
+    multilabel: bool = False,
+):
+    """Build (uncompiled) the CNN.
+
+    Parameters
+    ----------
+    n_mels : int
+        Mel bands (the input's height).
+    n_labels : int
+        Output units.
+    filters : sequence of int
+        Filters per convolution block; the first block's convolution has stride 2.
+    dropout : float
+        Dropout before the classifier.
+    bn_momentum : float
+        BatchNormalization momentum.
+    multilabel : bool
+        Sigmoid outputs (independent labels) instead of a softmax.
+
+    Returns
+    -------
+    keras.Model
+        Input ``(batch, n_mels, frames, 1)`` float32 -> output ``(batch, n_labels)`` probabilities.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((n_mels, None, 1), name="logmel")
+    x = inputs
+    for i, n in enumerate(filters):
+        x = layers.Conv2D(
+            n, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False, name=f"conv{i + 1}"
+        )(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i + 1}")(x)
+        x = layers.ReLU(name=f"relu{i + 1}")(x)
+        if i < len(filters) - 1:
+            x = layers.MaxPooling2D(2, padding="same", name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(
+        n_labels,
+        activation="sigmoid" if multilabel else "softmax",
+        dtype="float32",  # probabilities stay float32 under a mixed-precision policy
+        name="genre",
+    )(x)
+    return keras.Model(inputs, outputs, name="genre_cnn")

@@ -1,0 +1,281 @@
+"""Genre prediction with an exported model directory.
+
+:class:`Predictor` loads ``model.keras`` and ``genreflow.json`` once and then answers for
+files (:meth:`Predictor.predict_file`), decoded signals (:meth:`Predictor.predict_samples`,
+used by the HTTP API and streaming) or ready-made segments (:meth:`Predictor.predict_segments`,
+used by ``genreflow evaluate``). Features are rebuilt from the ``audio``/``mel`` sections stored
+in ``genreflow.json``, so no training config is needed. A clip's genre is the average of the
+softmax outputs of its segments; a clip shorter than one segment is zero-padded (and
+:attr:`Prediction.padded` says so).
+
+This module imports TensorFlow; set thread settings (``genreflow.threads``) before importing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genreflow.errors import AudioError, ModelError
+
+#: Keys ``genreflow.json`` must have (docs/formats.md, "Model directory").
+MODEL_INFO_KEYS = (
+    "labels",
+    "audio",
+    "mel",
+    "norm",
+    "multilabel",
+    "features_hash",
+    "segment_frames",
+)
+
+
+@dataclass
+class Prediction:
+    """One clip's prediction.
+
+    Attributes
+    ----------
+    labels : list of str
+        Label names, in model output order.
+    probabilities : np.ndarray, shape (n_labels,)
+        Clip probabilities (mean over segments); they sum to 1 for a softmax model.
+    segment_probabilities : np.ndarray, shape (k, n_labels)
+    offsets : np.ndarray, shape (k,)
+        Segment start times in seconds.
+    padded : bool
+        The clip (or its last segment) was zero-padded to a whole segment.
+    short : bool
+        The clip is shorter than one segment: its only segment is mostly padding.
+    duration : float
+        Clip length in seconds.
+    source : str or None
+        The file it came from.
+    seconds : dict
+        Wall time of ``decode``, ``features``, ``model`` and ``total``.
+    """
+
+    labels: list[str]
+    probabilities: np.ndarray
+    segment_probabilities: np.ndarray
+    offsets: np.ndarray
+    padded: bool
+    duration: float
+    source: str | None = None
+    short: bool = False
+    seconds: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The most probable label."""
+        return self.labels[int(np.argmax(self.probabilities))]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable ``(label, probability)`` pairs, most probable first."""
+        order = np.argsort(-self.probabilities, kind="stable")[: max(1, k)]
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+    def to_dict(self, *, top_k: int | None = None) -> dict[str, Any]:
+        """A JSON-ready record: file, label, top-k, all probabilities, segments, padding, timings."""
+        top = self.top(top_k or len(self.labels))
+        return {
+            "file": self.source,
+            "label": self.label,
+            "top": [{"label": name, "probability": round(p, 6)} for name, p in top],
+            "probabilities": {
+                name: round(float(p), 6)
+                for name, p in zip(self.labels, self.probabilities, strict=True)
+            },
+            "segments": int(len(self.offsets)),
+            "padded": bool(self.padded),
+            "short": bool(self.short),
+            "duration": round(float(self.duration), 3),
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+        }
+
+
+def read_model_info(model_dir: str | os.PathLike) -> dict:
+    """``genreflow.json`` of ``model_dir``, checked for the keys prediction needs.
+
+    Raises
+    ------
+    ModelError
+        Missing folder/file, unreadable JSON or missing keys.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / "genreflow.json"
+    if not model_dir.is_dir():
+        raise ModelError(f"{model_dir}: model directory not found")
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: no genreflow.json (not a trained model directory?)")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable: {exc}") from None
+    missing = [k for k in MODEL_INFO_KEYS if k not in info]
+    if missing:
+        raise ModelError(f"{path}: missing key(s) {', '.join(missing)}")
+    return info
+
+
+class Predictor:
+    """A loaded model directory, ready to predict clips.
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Output of ``genreflow train``.
+    batch_size : int
+        Segments per model call when a clip has many (bounds memory for long files).
+
+    Raises
+    ------
+    ModelError
+        The directory is not a complete model directory.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, *, batch_size: int = 64) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.model_dir = Path(model_dir)
+        self.info = read_model_info(self.model_dir)
+        self.labels: list[str] = list(self.info["labels"])
+        self.batch_size = int(batch_size)
+        model_path = self.model_dir / "model.keras"
+        if not model_path.is_file():
+            raise ModelError(f"{self.model_dir}: no model.keras")
+        try:
+            self.model = keras.models.load_model(model_path, compile=False)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model_path}: cannot load: {exc}") from None
+        self.mean = np.asarray(self.info["norm"]["mean"], dtype=np.float32)[:, None]
+        self.std = np.asarray(self.info["norm"]["std"], dtype=np.float32)[:, None]
+        self.n_mels = len(self.mean)
+        if self.model.output_shape[-1] != len(self.labels):
+            raise ModelError(
+                f"{model_path}: {self.model.output_shape[-1]} outputs but genreflow.json "
+                f"lists {len(self.labels)} labels"
+            )
+        # One traced graph for any number of segments and frames: no retracing per clip, and
+        # far less per-call overhead than eager execution or model.predict.
+        self._forward = tf.function(
+            lambda x: self.model(x, training=False),
+            input_signature=[tf.TensorSpec((None, self.n_mels, None, 1), tf.float32)],
+        )
+
+    @cached_property
+    def extractor(self):
+        """The :class:`~genreflow.features.FeatureExtractor` the model was trained with."""
+        from genreflow.features import FeatureExtractor
+
+        return FeatureExtractor(audio=self.info["audio"], mel=self.info["mel"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.info["audio"]["sample_rate"])
+
+    def predict_segments(self, segments: np.ndarray) -> np.ndarray:
+        """Probabilities of each segment.
+
+        Parameters
+        ----------
+        segments : np.ndarray, shape (k, n_mels, frames)
+            Log-mel dB segments (float16 or float32), not yet standardised.
+
+        Returns
+        -------
+        np.ndarray, shape (k, n_labels), float32
+        """
+        segments = np.asarray(segments)
+        if segments.ndim != 3 or segments.shape[1] != self.n_mels:
+            raise ModelError(
+                f"expected segments of shape (k, {self.n_mels}, frames), got {segments.shape}"
+            )
+        out = np.empty((len(segments), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(segments), self.batch_size):
+            batch = segments[start : start + self.batch_size].astype(np.float32)
+            x = ((batch - self.mean) / self.std)[..., np.newaxis]
+            out[start : start + len(batch)] = self._forward(x).numpy()
+        return out
+
+    def predict_samples(
+        self,
+        samples: np.ndarray,
+        *,
+        sample_rate: int | None = None,
+        source: str | None = None,
+    ) -> Prediction:
+        """Predict a decoded mono signal.
+
+        Parameters
+        ----------
+        samples : np.ndarray, shape (n,)
+            Mono float samples.
+        sample_rate : int or None
+            Their rate; resampled to the model's when different (None = already the model's).
+        source : str or None
+            Recorded in the prediction (a file name).
+
+        Returns
+        -------
+        Prediction
+        """
+        t0 = time.perf_counter()
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise AudioError(
+                source or "<samples>", f"expected mono samples (n,), got shape {samples.shape}"
+            )
+        if samples.size == 0:
+            raise AudioError(source or "<samples>", "no audio samples")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import soxr
+
+            samples = soxr.resample(samples, sample_rate, self.sample_rate, quality="HQ").astype(
+                np.float32
+            )
+        clip = self.extractor.segments(samples, pad_short=True)
+        t1 = time.perf_counter()
+        segment_probs = self.predict_segments(clip.segments)
+        t2 = time.perf_counter()
+        duration = len(samples) / self.sample_rate
+        return Prediction(
+            labels=self.labels,
+            probabilities=segment_probs.mean(axis=0),
+            segment_probabilities=segment_probs,
+            offsets=clip.offsets,
+            padded=clip.padded,
+            duration=duration,
+            source=source,
+            short=duration < float(self.info["audio"]["segment_seconds"]),
+            seconds={"features": t1 - t0, "model": t2 - t1, "total": t2 - t0},
+        )
+
+    def predict_file(
+        self, path: str | os.PathLike, *, max_seconds: float | None = None
+    ) -> Prediction:
+        """Decode ``path`` (any supported format, rate and channel count) and predict it.
+
+        Raises
+        ------
+        AudioError
+            The file cannot be read or decoded (the message names it and says why).
+        """
+        t0 = time.perf_counter()
+        audio = self.extractor.load(path, min_seconds=0, silence=False, max_seconds=max_seconds)
+        t1 = time.perf_counter()
+        prediction = self.predict_samples(audio.samples, source=str(path))
+        prediction.seconds = {
+            "decode": t1 - t0,
+            **prediction.seconds,
+            "total": time.perf_counter() - t0,
+        }
+        return prediction
