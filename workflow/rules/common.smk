@@ -116,6 +116,16 @@ REPORT_DIR = f"{RUN_DIR}/report"
 TIMING_RANKS = sorted(config["preprocess"]["ranks"])
 PRODUCTION_RANKS = config["preprocess"]["production_ranks"]
 THREADS_PER_RANK = config["preprocess"]["threads_per_rank"]
+
+#: Timing jobs (the rank and thread sweeps) ask for at least every core of the machine that
+#: runs Snakemake: locally that schedules them one at a time, so no two timings share cores
+#: (Snakemake scales the request down to --cores). On SLURM, cpus_per_task sizes the job instead.
+TIMING_CORES = os.cpu_count() or 1
+
+
+def timing_threads(n: int) -> int:
+    return max(int(n), TIMING_CORES)
+
 BENCH_THREADS = sorted(config["train"]["threads"])
 PRODUCTION_THREADS = config["train"]["production_threads"]
 

@@ -18,9 +18,9 @@ rule spectrograms:
         ranks=r"[2-9]|[1-9][0-9]+",
     conda:
         "../envs/genreflow.yaml"
-    # Locally the job holds min(N, --cores) cores, so timing runs do not overlap; MPICH
-    # oversubscribes when N > cores. On SLURM, cpus_per_task (not threads) sizes each task.
-    threads: lambda wildcards: int(wildcards.ranks) * THREADS_PER_RANK
+    # Locally a timing job holds every core (timings never overlap); MPICH oversubscribes when
+    # N > cores. On SLURM, tasks and cpus_per_task (not threads) size the job.
+    threads: lambda wildcards: timing_threads(int(wildcards.ranks) * THREADS_PER_RANK)
     resources:
         tasks=lambda wildcards: int(wildcards.ranks),
         cpus_per_task=THREADS_PER_RANK,
@@ -47,7 +47,7 @@ rule spectrograms_single:
         f"{BENCH_DIR}/spectrograms/ranks1.tsv"
     conda:
         "../envs/genreflow.yaml"
-    threads: THREADS_PER_RANK
+    threads: timing_threads(THREADS_PER_RANK)
     resources:
         cpus_per_task=THREADS_PER_RANK,
     params:

@@ -16,7 +16,7 @@ rule train_bench:
         threads=r"[1-9][0-9]*",
     conda:
         "../envs/genreflow.yaml"
-    threads: lambda wildcards: int(wildcards.threads)
+    threads: lambda wildcards: timing_threads(int(wildcards.threads))
     resources:
         cpus_per_task=lambda wildcards: int(wildcards.threads),
     params:
