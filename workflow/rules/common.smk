@@ -126,6 +126,7 @@ TIMING_CORES = os.cpu_count() or 1
 def timing_threads(n: int) -> int:
     return max(int(n), TIMING_CORES)
 
+
 BENCH_THREADS = sorted(config["train"]["threads"])
 PRODUCTION_THREADS = config["train"]["production_threads"]
 
