@@ -194,3 +194,40 @@ def test_logmel_standalone_matches_librosa_for_other_settings():
     reference = librosa_logmel(y, sample_rate=16000, mel={**mel, "top_db": None})
     assert ours.shape == (40, 1 + len(y) // 256)
     assert np.abs(ours - reference).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels", "fmin", "fmax"),
+    [
+        (22050, 2048, 128, 0.0, None),
+        (16000, 512, 40, 50.0, 7000.0),
+        (44100, 4096, 96, 20.0, 16000.0),
+    ],
+)
+def test_mel_filterbank_and_window_equal_librosa_and_scipy(sample_rate, n_fft, n_mels, fmin, fmax):
+    import librosa
+    import scipy.signal
+
+    from genreflow.features import hann_window, mel_filterbank
+
+    ours = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    ref = librosa.filters.mel(
+        sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64
+    )
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        hann_window(n_fft), scipy.signal.get_window("hann", n_fft, fftbins=True), atol=1e-15
+    )
+
+
+def test_extractor_does_not_import_librosa_or_scipy_signal():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from genreflow.features import LogMel;"
+        "LogMel(sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128);"
+        "print(sorted(m for m in ('librosa', 'scipy.signal') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -48,18 +48,16 @@ class LogMel:
         fmax: float | None = None,
         top_db: float | None = None,
     ) -> None:
-        import scipy.signal
         import scipy.sparse
-        from librosa.filters import mel as mel_filters
 
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.top_db = top_db
-        self.window = scipy.signal.get_window("hann", n_fft, fftbins=True)
-        fb = mel_filters(
-            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64
+        self.window = hann_window(n_fft)
+        fb = mel_filterbank(
+            sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax
         )
         # Each mel filter spans a few FFT bins: a sparse product is ~15x cheaper than a dense GEMM.
         self.filterbank = scipy.sparse.csr_matrix(fb.astype(np.float32))
@@ -98,6 +96,52 @@ class LogMel:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Log-mel dB, shape ``(n_mels, n_frames)``, float32."""
         return self.to_db(self.power(samples))
+
+
+def hann_window(n_fft: int) -> np.ndarray:
+    """Periodic Hann window, shape (n_fft,): ``scipy.signal.get_window("hann", n_fft)``."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+
+
+def mel_filterbank(
+    *, sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> np.ndarray:
+    """Slaney-style mel filterbank, shape (n_mels, 1 + n_fft // 2), float64.
+
+    The same numbers as ``librosa.filters.mel(htk=False, norm="slaney")``, written out so
+    that an MPI rank does not pay ~1.3 s importing librosa and scipy.signal for one matrix
+    (``tests/test_features.py`` compares the two).
+    """
+    fmax = sample_rate / 2.0 if fmax is None else float(fmax)
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(mel_edges)
+    ramps = np.subtract.outer(mel_edges, fft_freqs)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_edges[2:] - mel_edges[:-2]))[:, None]  # Slaney: equal area per band
+    return weights
+
+
+# Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's htk=False).
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    if hz >= _MIN_LOG_HZ:
+        return _MIN_LOG_MEL + float(np.log(hz / _MIN_LOG_HZ)) / _LOGSTEP
+    return hz / _F_SP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    hz = _F_SP * mels
+    log_part = mels >= _MIN_LOG_MEL
+    hz[log_part] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels[log_part] - _MIN_LOG_MEL))
+    return hz
 
 
 @dataclass(frozen=True)
