@@ -243,6 +243,9 @@ def plot_training_curves(
     if epoch_seconds:
         panels.append("epoch")
     fig = Figure(layout="constrained", figsize=(4.4 * len(panels), 4))
+    if history and history_label:
+        # One run's path spans the figure; per-panel titles would overlap their neighbours.
+        fig.suptitle(f"training history: {history_label}", fontsize=9)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, panel in zip(axes, panels, strict=True):
         if panel == "epoch":
@@ -258,7 +261,7 @@ def plot_training_curves(
                     epochs = np.arange(1, len(values) + 1)
                     ax.plot(epochs, values, style, marker="o", ms=3, label=name)
             ax.set_ylabel(panel)
-            ax.set_title(f"{panel} ({history_label})" if history_label else panel, fontsize=9)
+            ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
