@@ -31,6 +31,16 @@ ORDER = [
 ]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, but not the empty ones (``None``, ``[]``, ``False``) that say nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default == [] or default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _command_modules() -> list[str]:
     found = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
     return sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
@@ -51,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
             name.replace("_", "-"),
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
