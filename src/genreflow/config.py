@@ -152,7 +152,8 @@ def _describe(error) -> str:
         extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
         prefix = f"{key}." if error.absolute_path else ""
         unknown = ", ".join(
-            f"'{prefix}{name}' (value {json.dumps(error.instance[name], default=str)})" for name in extra
+            f"'{prefix}{name}' (value {json.dumps(error.instance[name], default=str)})"
+            for name in extra
         )
         return f"unknown key {unknown}; allowed keys: {', '.join(known)}"
     elif kind == "minItems":
