@@ -36,3 +36,35 @@ def config_from_args(args: argparse.Namespace) -> dict:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
         overrides[key.strip()] = yaml.safe_load(value)
     return load_config(args.config, overrides=overrides)
+
+
+def add_inference_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        metavar="N",
+        type=int,
+        default=None,
+        help="TensorFlow intra-op threads (none given: TensorFlow's choice, one per core)",
+    )
+
+
+def setup_inference_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (if given) before TensorFlow starts, then quieten it.
+
+    Must run before anything imports TensorFlow: thread pools cannot change afterwards.
+    """
+    from genreflow.errors import ConfigError
+    from genreflow.threads import (
+        configure_tensorflow,
+        keep_freed_memory,
+        quiet_tensorflow,
+        set_thread_env,
+    )
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        set_thread_env(intra_op=threads, inter_op=1)
+        configure_tensorflow(intra_op=threads, inter_op=1)
+    quiet_tensorflow()
+    keep_freed_memory()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genreflow.commands._common import add_inference_threads_argument, setup_inference_threads
+
 HELP = "evaluate a model on the test split (metrics.json, confusion.png)"
 DESCRIPTION = (
     "Score a model directory on the test split of a feature directory: segment- and clip-level "
@@ -22,33 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", default="test", choices=("train", "valid", "test"), help="split to evaluate"
     )
-    parser.add_argument(
-        "--threads",
-        metavar="N",
-        type=int,
-        default=None,
-        help="TensorFlow intra-op threads (none given: TensorFlow's choice, one per core)",
-    )
+    add_inference_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from genreflow.errors import ConfigError
-    from genreflow.threads import (
-        configure_tensorflow,
-        keep_freed_memory,
-        quiet_tensorflow,
-        set_thread_env,
-    )
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        set_thread_env(intra_op=args.threads, inter_op=1)
-        configure_tensorflow(intra_op=args.threads, inter_op=1)
-    quiet_tensorflow()
-    keep_freed_memory()
+    setup_inference_threads(args.threads)
 
     from genreflow.evaluate import evaluate_model, format_summary
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genreflow.commands._common import add_inference_threads_argument, setup_inference_threads
+
 HELP = "predict the genre of audio files with a trained model"
 DESCRIPTION = (
     "Decode each FILE (wav, au, flac, ogg, mp3; any rate or channel count), cut it into the "
@@ -18,13 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+", help="audio files")
     parser.add_argument("--top-k", metavar="K", type=int, default=3, help="genres shown per file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--threads",
-        metavar="N",
-        type=int,
-        default=None,
-        help="TensorFlow intra-op threads (none given: TensorFlow's choice, one per core)",
-    )
+    add_inference_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,22 +28,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from genreflow.errors import AudioError, ConfigError
-    from genreflow.threads import (
-        configure_tensorflow,
-        keep_freed_memory,
-        quiet_tensorflow,
-        set_thread_env,
-    )
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        set_thread_env(intra_op=args.threads, inter_op=1)
-        configure_tensorflow(intra_op=args.threads, inter_op=1)
-    quiet_tensorflow()
-    keep_freed_memory()
+    setup_inference_threads(args.threads)
 
     from genreflow.predict import Predictor
 
