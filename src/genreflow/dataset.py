@@ -33,6 +33,7 @@ __all__ = [
     "SegmentSampler",
     "band_statistics",
     "clip_table",
+    "is_multilabel",
     "iter_segment_chunks",
     "make_dataset",
     "open_features",
@@ -54,9 +55,13 @@ class ClipTable:
     ----------
     clip_ids : list of str, length n_clips
     labels : np.ndarray, shape (n_clips,), int
-        Index into the label list.
+        Index into the label list (of the first label, for multi-label clips).
     shards : list of str, length n_clips
     row_start, row_stop : np.ndarray, shape (n_clips,), int
+    targets : np.ndarray, shape (n_clips, n_labels), float32
+        Multi-hot: every label of the clip (multi-label), or one-hot of ``labels``.
+    multilabel : bool
+        Training and evaluation use ``targets`` (sigmoid outputs) instead of ``labels``.
     """
 
     clip_ids: list[str]
@@ -64,6 +69,8 @@ class ClipTable:
     shards: list[str]
     row_start: np.ndarray
     row_stop: np.ndarray
+    targets: np.ndarray
+    multilabel: bool = False
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -78,17 +85,36 @@ class ClipTable:
         return np.repeat(np.arange(len(self)), self.n_segments)
 
 
-def clip_table(features: FeatureSet, *, split: str, labels: Sequence[str]) -> ClipTable:
+def is_multilabel(features: FeatureSet) -> bool:
+    """True when some clip of ``features`` has more than one label (then the model is multi-label)."""
+    return any(len(r.labels) > 1 for r in features.index)
+
+
+def clip_table(
+    features: FeatureSet, *, split: str, labels: Sequence[str], multilabel: bool = False
+) -> ClipTable:
     """The clips of ``split`` with label indices from ``labels`` (the model's order).
+
+    Parameters
+    ----------
+    features : FeatureSet
+    split : str
+    labels : sequence of str
+        The model's labels, in output order.
+    multilabel : bool
+        ``targets`` hold every label of a clip (else only its first label, one-hot).
 
     Raises
     ------
     DatasetError
-        A clip whose label is not in ``labels``.
+        A clip whose label (any of its labels, when ``multilabel``) is not in ``labels``.
     """
+    from genreflow.multilabel import multi_hot
+
     position = {name: i for i, name in enumerate(labels)}
     rows = features.rows(split=split)
-    unknown = sorted({r.label for r in rows} - set(position))
+    used = {name for r in rows for name in r.labels} if multilabel else {r.label for r in rows}
+    unknown = sorted(used - set(position))
     if unknown:
         raise DatasetError(
             f"{features.path}: split '{split}' has labels the model does not know: {', '.join(unknown)}"
@@ -100,6 +126,8 @@ def clip_table(features: FeatureSet, *, split: str, labels: Sequence[str]) -> Cl
         shards=[r.shard for r in rows],
         row_start=np.array([r.row_start for r in rows], dtype=np.int64),
         row_stop=np.array([r.row_stop for r in rows], dtype=np.int64),
+        targets=multi_hot([r.labels if multilabel else (r.label,) for r in rows], labels=labels),
+        multilabel=multilabel,
     )
 
 
@@ -164,8 +192,9 @@ class SegmentSampler:
 
     Call it (no arguments) to get one epoch's generator; set :attr:`epoch` before each epoch
     (the training loop does it in a callback) so that every epoch has its own, reproducible
-    draw. Each yielded item is ``(segment float16 (n_mels, n_frames), label int, seed int64[2])``;
-    the seed drives that example's SpecAugment masks.
+    draw. Each yielded item is ``(segment float16 (n_mels, n_frames), target, seed int64[2])``,
+    ``target`` the label index (int) or, for a multi-label ``clips`` table, the multi-hot
+    vector (float32 (n_labels,)); the seed drives that example's SpecAugment masks.
 
     Parameters
     ----------
@@ -223,17 +252,18 @@ class SegmentSampler:
             pairs = pairs[rng.permutation(len(pairs))]
         return pairs
 
-    def __call__(self) -> Iterator[tuple[np.ndarray, np.int64, np.ndarray]]:
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.int64 | np.ndarray, np.ndarray]]:
         epoch = self.epoch
         pairs = self.plan(epoch)
         seeds = np.random.default_rng([self.seed, epoch, 1]).integers(
             0, 2**31 - 1, size=(len(pairs), 2), dtype=np.int64
         )
         clips = self.clips
+        targets = clips.targets if clips.multilabel else clips.labels
         for (clip, within), seed in zip(pairs, seeds, strict=True):
             shard = self.features.shard(clips.shards[clip])
             segment = np.array(shard[clips.row_start[clip] + within], dtype=np.float16)
-            yield segment, clips.labels[clip], seed
+            yield segment, targets[clip], seed
 
 
 # --------------------------------------------------------------------------- tf.data
@@ -266,12 +296,19 @@ def make_dataset(
     Returns
     -------
     tf.data.Dataset
-        Batches ``(x float32 (b, n_mels, frames, 1), y int64 (b,))``, ``frames`` = ``crop_frames``
-        or the segment length.
+        Batches ``(x float32 (b, n_mels, frames, 1), y)``, ``frames`` = ``crop_frames`` or the
+        segment length; ``y`` is int64 ``(b,)`` label indices, or float32 ``(b, n_labels)``
+        multi-hot targets for a multi-label clip table.
     """
     import tensorflow as tf
 
     n_mels, n_frames = sampler.features.n_mels, sampler.features.n_frames
+    clips = sampler.clips
+    target_spec = (
+        tf.TensorSpec((clips.targets.shape[1],), tf.float32)
+        if clips.multilabel
+        else tf.TensorSpec((), tf.int64)
+    )
     mean_t = tf.constant(np.asarray(mean, np.float32)[:, None])
     std_t = tf.constant(np.asarray(std, np.float32)[:, None])
     augment = dict(spec_augment) if spec_augment and spec_augment.get("enabled") else None
@@ -298,7 +335,7 @@ def make_dataset(
         sampler,
         output_signature=(
             tf.TensorSpec((n_mels, n_frames), tf.float16),
-            tf.TensorSpec((), tf.int64),
+            target_spec,
             tf.TensorSpec((2,), tf.int64),
         ),
     )

@@ -10,10 +10,15 @@ descriptions are in ``docs/demo-dataset.md``.
 
 A clip's randomness comes only from ``(seed, genre, index)``: the same arguments give the
 same samples, and clip ``i`` does not depend on how many clips are generated.
+
+:func:`write_multilabel_demo_dataset` writes a multi-label variant: each clip has a primary
+genre and, most of the time, a second genre mixed in at equal loudness, with a ``labels.csv``
+(``path,label,labels``) for ``genreflow manifest --csv``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -36,8 +41,23 @@ GENRES: tuple[str, ...] = GTZAN_GENRES
 #: Bumped whenever a change to the synthesis changes the audio for a given seed.
 GENERATOR_VERSION = 1
 
+#: ``generator`` in ``demo.json`` of the single-label and the multi-label demo datasets.
+GENERATOR = "genreflow.demo"
+MULTILABEL_GENERATOR = "genreflow.demo.multilabel"
+
+#: Bumped whenever a change to the mixing changes a multi-label clip for a given seed.
+MULTILABEL_GENERATOR_VERSION = 1
+
+#: Chance that a multi-label demo clip mixes in a second genre (otherwise it has one genre).
+MIX_FRACTION = 2 / 3
+
+#: Second-genre clips use indices from here on, one per (primary genre, index): no partner
+#: audio is ever a primary clip or another clip's partner, so no audio repeats across clips.
+_PARTNER_INDEX_BASE = 1_000_000
+
 _TABLE_SIZE = 8192
 _CLIP_NAME = re.compile(r"^(?P<genre>[a-z]+)\.(?P<index>\d{5})\.wav$")
+_MULTILABEL_CLIP_NAME = re.compile(r"^(?P<genre>[a-z]+)-ml\.(?P<index>\d{5})\.wav$")
 
 # Scales as semitones above the key.
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -1538,11 +1558,7 @@ def write_demo_dataset(
     record = out / "demo.json"
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not record.exists():
-        raise DatasetError(
-            f"{out}: folder is not empty and holds no demo.json; refusing to write demo clips "
-            "over files the demo generator did not make (choose an empty or new folder)"
-        )
+    _check_writable(out, generator=GENERATOR)
     record.unlink(missing_ok=True)  # the folder is incomplete until the end
     _remove_surplus(out, clips_per_genre)
 
@@ -1560,7 +1576,7 @@ def write_demo_dataset(
         paths.append(path)
 
     info = {
-        "generator": "genreflow.demo",
+        "generator": GENERATOR,
         "generator_version": GENERATOR_VERSION,
         "genreflow_version": __version__,
         "seed": seed,
@@ -1577,6 +1593,200 @@ def write_demo_dataset(
     return paths
 
 
+def multilabel_clip_labels(*, genre: str, index: int, seed: int) -> tuple[str, ...]:
+    """The labels of multi-label demo clip ``(genre, index)``: ``(genre,)`` or ``(genre, other)``.
+
+    Drawn from ``(seed, genre, index)`` only; the second genre is uniform over the others.
+    """
+    if genre not in _ARRANGERS:
+        raise ConfigError(f"unknown demo genre {genre!r}; allowed: {', '.join(GENRES)}")
+    rng = np.random.default_rng(
+        np.random.SeedSequence(
+            [seed % 2**64, zlib.crc32(MULTILABEL_GENERATOR.encode()), GENRES.index(genre), index]
+        )
+    )
+    if rng.random() >= MIX_FRACTION:
+        return (genre,)
+    others = [g for g in GENRES if g != genre]
+    return (genre, others[int(rng.integers(len(others)))])
+
+
+def synthesize_multilabel_clip(
+    *, genre: str, index: int, seed: int, seconds: float, sample_rate: int = 22050
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Synthesise one multi-label demo clip: a ``genre`` clip, maybe mixed with a second genre.
+
+    The primary part is :func:`synthesize_clip` ``(genre, index, seed)``; a second genre's clip
+    (an index of its own, never used elsewhere in the dataset) is scaled to the same RMS and
+    added, and the mix is brought back to the primary's RMS (then limited to a 0.98 peak).
+
+    Parameters
+    ----------
+    genre : str
+        The primary genre, one of :data:`GENRES`.
+    index : int
+        Clip number within the genre, ``0 <= index < 100000``.
+    seed : int
+    seconds : float
+    sample_rate : int
+
+    Returns
+    -------
+    samples : np.ndarray, shape ``(round(seconds * sample_rate),)``, float32 in [-1, 1]
+    labels : tuple of str
+        ``(genre,)`` or ``(genre, second genre)``.
+    """
+    if not 0 <= index < _PARTNER_INDEX_BASE // len(GENRES):
+        raise ConfigError(
+            f"multi-label demo clip index must be in [0, {_PARTNER_INDEX_BASE // len(GENRES)}), "
+            f"got {index}"
+        )
+    labels = multilabel_clip_labels(genre=genre, index=index, seed=seed)
+    primary = synthesize_clip(
+        genre=genre, index=index, seed=seed, seconds=seconds, sample_rate=sample_rate
+    )
+    if len(labels) == 1:
+        return primary, labels
+    partner = synthesize_clip(
+        genre=labels[1],
+        index=_PARTNER_INDEX_BASE + index * len(GENRES) + GENRES.index(genre),
+        seed=seed,
+        seconds=seconds,
+        sample_rate=sample_rate,
+    )
+    a, b = primary.astype(np.float64), partner.astype(np.float64)
+    level = _rms(a)
+    mix = a + b * (level / max(_rms(b), 1e-12))
+    mix *= level / max(_rms(mix), 1e-12)
+    peak = float(np.max(np.abs(mix)))
+    if peak > 0.98:  # a limiter, not clipping
+        mix *= 0.98 / peak
+    return mix.astype(np.float32), labels
+
+
+def multilabel_clip_path(out: Path, *, genre: str, index: int) -> Path:
+    """``out/<genre>/<genre>-ml.<index:05d>.wav``: not GTZAN names, so no GTZAN split applies."""
+    return Path(out) / genre / f"{genre}-ml.{index:05d}.wav"
+
+
+def write_multilabel_demo_dataset(
+    *,
+    out: Path,
+    clips_per_genre: int,
+    seconds: float,
+    seed: int,
+    sample_rate: int = 22050,
+    show_progress: bool = True,
+) -> list[Path]:
+    """Write the multi-label demo dataset: clips, ``labels.csv``, ``README.md``, ``demo.json``.
+
+    ``clips_per_genre`` clips have each genre as their primary (first) label; about
+    :data:`MIX_FRACTION` of them mix in a second genre. ``labels.csv`` has the columns
+    ``path,label,labels`` (paths relative to ``out``; ``labels`` ``;``-separated, the primary
+    first) for ``genreflow manifest --csv``. Same seed, same files; clip ``i`` of a genre does
+    not depend on ``clips_per_genre``. ``demo.json`` is written last. A folder that is neither
+    empty nor an earlier multi-label demo dataset is refused; clips beyond ``clips_per_genre``
+    of an earlier run are removed.
+
+    Returns
+    -------
+    list of Path
+        The clip paths, genre by genre, in index order.
+    """
+    import csv
+    import io
+
+    import soundfile as sf
+
+    from genreflow import __version__
+    from genreflow.atomic import atomic_path, write_json, write_text
+    from genreflow.progress import progress
+
+    if (
+        isinstance(clips_per_genre, bool)
+        or not isinstance(clips_per_genre, int)
+        or not 1 <= clips_per_genre <= _PARTNER_INDEX_BASE // len(GENRES)
+    ):
+        raise ConfigError(
+            "clips_per_genre must be an integer in [1, "
+            f"{_PARTNER_INDEX_BASE // len(GENRES)}] for the multi-label demo, got {clips_per_genre!r}"
+        )
+    _check_positive(seconds=seconds, sample_rate=sample_rate)
+    out = Path(out)
+    record = out / "demo.json"
+    _check_writable(out, generator=MULTILABEL_GENERATOR)
+    record.unlink(missing_ok=True)  # the folder is incomplete until the end
+    _remove_surplus(out, clips_per_genre, pattern=_MULTILABEL_CLIP_NAME)
+
+    jobs = [(genre, index) for genre in GENRES for index in range(clips_per_genre)]
+    paths, rows = [], []
+    for genre, index in progress(jobs, total=len(jobs), desc="demo-data", enabled=show_progress):
+        samples, labels = synthesize_multilabel_clip(
+            genre=genre, index=index, seed=seed, seconds=seconds, sample_rate=sample_rate
+        )
+        pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+        path = multilabel_clip_path(out, genre=genre, index=index)
+        with atomic_path(path) as tmp:
+            sf.write(tmp, pcm, sample_rate, subtype="PCM_16", format="WAV")
+        paths.append(path)
+        rows.append((path.relative_to(out).as_posix(), genre, ";".join(labels)))
+
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(("path", "label", "labels"))
+    writer.writerows(rows)
+    write_text(out / "labels.csv", table.getvalue())
+    label_counts = {g: sum(g in r[2].split(";") for r in rows) for g in GENRES}
+    info = {
+        "generator": MULTILABEL_GENERATOR,
+        "generator_version": MULTILABEL_GENERATOR_VERSION,
+        "clip_generator_version": GENERATOR_VERSION,
+        "genreflow_version": __version__,
+        "multilabel": True,
+        "seed": seed,
+        "clips_per_genre": clips_per_genre,
+        "seconds": float(seconds),
+        "sample_rate": sample_rate,
+        "format": "WAV PCM_16 mono",
+        "genres": list(GENRES),
+        "mix_fraction": MIX_FRACTION,
+        "n_clips": len(paths),
+        "n_mixed": sum(";" in r[2] for r in rows),
+        "label_counts": label_counts,
+        "labels_csv": "labels.csv",
+    }
+    write_text(out / "README.md", _multilabel_readme(info))
+    write_json(record, info)
+    return paths
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def _check_writable(out: Path, *, generator: str) -> None:
+    """Refuse a path that is a file, or a non-empty folder not written by ``generator``."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    record = out / "demo.json"
+    if not record.exists():
+        raise DatasetError(
+            f"{out}: folder is not empty and holds no demo.json; refusing to write demo clips "
+            "over files the demo generator did not make (choose an empty or new folder)"
+        )
+    try:
+        made_by = json.loads(record.read_text(encoding="utf-8")).get("generator")
+    except (OSError, ValueError, AttributeError):
+        made_by = None
+    if made_by not in (None, generator):
+        raise DatasetError(
+            f"{out}: holds a dataset made by {made_by}, not {generator}; "
+            "choose an empty or new folder"
+        )
+
+
 def _check_positive(*, seconds: float, sample_rate: int) -> None:
     if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"demo clip length must be a number of seconds > 0, got {seconds!r}")
@@ -1586,14 +1796,14 @@ def _check_positive(*, seconds: float, sample_rate: int) -> None:
         raise ConfigError(f"demo clips of {seconds} s at {sample_rate} Hz would hold no samples")
 
 
-def _remove_surplus(out: Path, clips_per_genre: int) -> None:
+def _remove_surplus(out: Path, clips_per_genre: int, *, pattern: re.Pattern = _CLIP_NAME) -> None:
     """Delete this generator's clips numbered ``clips_per_genre`` and up (a smaller rerun)."""
     for genre in GENRES:
         folder = out / genre
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            match = _CLIP_NAME.match(path.name)
+            match = pattern.match(path.name)
             if match and match["genre"] == genre and int(match["index"]) >= clips_per_genre:
                 log.info("removing %s (beyond --clips-per-genre %d)", path, clips_per_genre)
                 path.unlink()
@@ -1615,4 +1825,27 @@ def _readme(info: dict) -> str:
         f"    genreflow demo-data --out DIR --clips-per-genre {info['clips_per_genre']} "
         f"--seconds {info['seconds']} --seed {info['seed']}\n\n"
         "What each genre sounds like: docs/demo-dataset.md in the genreflow repository.\n"
+    )
+
+
+def _multilabel_readme(info: dict) -> str:
+    genres = ", ".join(info["genres"])
+    return (
+        "# genreflow synthetic multi-label demo dataset\n\n"
+        "Synthetic music made by `genreflow demo-data --multilabel` (module `genreflow.demo`):\n"
+        "no recordings, free to share. Files `<genre>/<genre>-ml.NNNNN.wav`, "
+        f"{info['sample_rate']} Hz mono 16-bit PCM. `<genre>` is the clip's first label; about\n"
+        f"{info['mix_fraction']:.0%} of the clips mix in a second genre at equal loudness.\n"
+        "`labels.csv` (`path,label,labels`, labels `;`-separated) lists every clip's labels:\n\n"
+        "    genreflow manifest --csv DIR/labels.csv --out manifest.csv\n\n"
+        f"- genres: {genres}\n"
+        f"- clips per genre (as first label): {info['clips_per_genre']}, "
+        f"{info['n_mixed']} of {info['n_clips']} clips mixed\n"
+        f"- seconds per clip: {info['seconds']}\n"
+        f"- seed: {info['seed']}\n"
+        f"- generator version: {info['generator_version']} "
+        f"(clips: {info['clip_generator_version']}, genreflow {info['genreflow_version']})\n\n"
+        "The same seed and generator version give bit-identical files. Regenerate with:\n\n"
+        f"    genreflow demo-data --multilabel --out DIR --clips-per-genre "
+        f"{info['clips_per_genre']} --seconds {info['seconds']} --seed {info['seed']}\n"
     )

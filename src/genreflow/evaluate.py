@@ -2,8 +2,13 @@
 
 The metric functions are plain numpy (no TensorFlow), so they can be checked by hand:
 :func:`confusion_matrix`, :func:`precision_recall_f1`, :func:`macro_f1`, :func:`accuracy`,
-:func:`clip_average`. :func:`evaluate_model` loads TensorFlow (through
-:class:`genreflow.predict.Predictor`) only when it runs.
+:func:`clip_average` (multi-label ones: :mod:`genreflow.multilabel`). :func:`evaluate_model`
+loads TensorFlow (through :class:`genreflow.predict.Predictor`) only when it runs.
+
+A multi-label model (``"multilabel": true`` in ``genreflow.json``) is scored per label at its
+stored thresholds (F1, average precision, micro/macro averages), beside a label-prior baseline;
+``confusion.png`` then holds a per-label F1 / average-precision bar chart instead of a
+confusion matrix (there is no single predicted label to cross with the true one).
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from genreflow.dataset import ClipTable, FeatureSet, clip_table, iter_segment_ch
 from genreflow.errors import DatasetError, ModelError
 
 BASELINE_METHOD = "nearest centroid, euclidean, on per-clip mean log-mel spectra standardised with train statistics"
+
+MULTILABEL_BASELINE_METHOD = (
+    "label priors: every clip scores each label with its rate in the train split; "
+    "thresholds tuned on the valid split like the model's"
+)
 
 
 # --------------------------------------------------------------------------- metrics (numpy)
@@ -230,7 +240,96 @@ def plot_confusion(
         plt.close(fig)
 
 
+# --------------------------------------------------------------------------- plot (multi-label)
+
+
+def plot_label_scores(
+    per_label: dict, *, path: str | os.PathLike, title: str, baseline_ap: dict | None = None
+) -> None:
+    """Write a bar chart of each label's F1 and average precision to ``path`` atomically.
+
+    Parameters
+    ----------
+    per_label : dict
+        ``{label: {"f1", "average_precision", "support", ...}}`` (``metrics.json``'s
+        ``per_label``); a label without positives has no AP bar.
+    baseline_ap : dict or None
+        ``{label: AP}`` of the baseline, drawn as a tick over each AP bar.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genreflow.atomic import atomic_path
+
+    names = list(per_label)
+    y = np.arange(len(names))
+    f1 = [per_label[n]["f1"] for n in names]
+    ap = [per_label[n]["average_precision"] or 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(7.0, max(3.0, 0.45 * len(names) + 1.5)), dpi=110)
+    try:
+        ax.barh(y - 0.2, f1, height=0.4, label="F1 (at the stored threshold)", color="#3b75af")
+        ax.barh(y + 0.2, ap, height=0.4, label="average precision", color="#ef8636")
+        if baseline_ap:
+            base = [baseline_ap.get(n) for n in names]
+            shown = [(i, b) for i, b in enumerate(base) if b is not None]
+            if shown:
+                ax.scatter(
+                    [b for _, b in shown],
+                    [i + 0.2 for i, _ in shown],
+                    marker="|",
+                    s=200,
+                    color="black",
+                    label="baseline AP (label prior)",
+                )
+        ax.set_yticks(y, [f"{n} ({per_label[n]['support']})" for n in names])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("score (label support in parentheses)")
+        ax.set_title(title)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
+
+
 # --------------------------------------------------------------------------- evaluation
+
+
+def segment_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> np.ndarray:
+    """Model outputs for every segment of ``clips``, in clip order.
+
+    Parameters
+    ----------
+    predictor : genreflow.predict.Predictor
+    features : FeatureSet
+    clips : ClipTable
+
+    Returns
+    -------
+    np.ndarray, shape (total segments, n_labels), float32
+        Row order of ``clips.segment_clip()``.
+    """
+    chunks = [
+        predictor.predict_segments(chunk) for _, chunk in iter_segment_chunks(features, clips)
+    ]
+    if not chunks:
+        return np.zeros((0, len(predictor.labels)), dtype=np.float32)
+    return np.concatenate(chunks)
+
+
+def clip_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> np.ndarray:
+    """Clip probabilities of ``clips``: the mean of each clip's segment probabilities.
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, n_labels), float64
+    """
+    segment_probs = segment_probabilities(predictor, features=features, clips=clips)
+    return clip_average(segment_probs, clips.segment_clip(), n_clips=len(clips))
 
 
 def evaluate_model(
@@ -271,17 +370,49 @@ def evaluate_model(
             f"{features.path} has {features.info['config_hash']} (other audio/mel settings)"
         )
     labels = list(info["labels"])
-    test = clip_table(features, split=split, labels=labels)
-    train = clip_table(features, split="train", labels=labels)
+    multilabel = bool(info.get("multilabel"))
+    test = clip_table(features, split=split, labels=labels, multilabel=multilabel)
+    train = clip_table(features, split="train", labels=labels, multilabel=multilabel)
     if len(test) == 0:
         raise DatasetError(f"{features.path}: no '{split}' clips to evaluate")
 
     predictor = Predictor(model_dir, batch_size=batch_size)
-    segment_probs = np.concatenate(
-        [predictor.predict_segments(chunk) for _, chunk in iter_segment_chunks(features, test)]
-    )
+    segment_probs = segment_probabilities(predictor, features=features, clips=test)
     segment_clip = test.segment_clip()
     clip_probs = clip_average(segment_probs, segment_clip, n_clips=len(test))
+    if multilabel:
+        metrics = {
+            "split": split,
+            "labels": labels,
+            "multilabel": True,
+            "n_clips": len(test),
+            "n_segments": int(len(segment_clip)),
+            **multilabel_metrics(
+                features=features,
+                test=test,
+                train=train,
+                clip_probs=clip_probs,
+                segment_probs=segment_probs,
+                thresholds=predictor.thresholds,
+                labels=labels,
+            ),
+            "model": str(model_dir),
+            "features": str(features.path),
+            "features_hash": features.info["config_hash"],
+            "model_config_hash": info.get("config_hash"),
+            "seconds": round(time.perf_counter() - started, 3),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_json(out / "metrics.json", metrics)
+        baseline_ap = metrics["baseline"].get("per_label_ap")
+        plot_label_scores(
+            metrics["per_label"],
+            path=out / "confusion.png",
+            title=f"{split}: micro-F1 {metrics['micro_f1']:.3f}, macro-F1 "
+            f"{metrics['macro_f1']:.3f}, mAP {metrics['mAP']:.3f}",
+            baseline_ap=baseline_ap,
+        )
+        return metrics
     clip_pred = clip_probs.argmax(axis=1)
     segment_report = classification_report(
         test.labels[segment_clip], segment_probs.argmax(axis=1), labels=labels
@@ -344,8 +475,87 @@ def evaluate_model(
     return metrics
 
 
+def multilabel_metrics(
+    *,
+    features: FeatureSet,
+    test: ClipTable,
+    train: ClipTable,
+    clip_probs: np.ndarray,
+    segment_probs: np.ndarray,
+    thresholds: np.ndarray,
+    labels: Sequence[str],
+) -> dict:
+    """The multi-label part of ``metrics.json``: scores at ``thresholds`` and the prior baseline.
+
+    Parameters
+    ----------
+    features : FeatureSet
+        Its valid split tunes the baseline's thresholds.
+    test, train : ClipTable
+        Multi-label clip tables (``targets`` hold every label).
+    clip_probs : np.ndarray, shape (n_test_clips, n_labels)
+    segment_probs : np.ndarray, shape (n_test_segments, n_labels)
+    thresholds : np.ndarray, shape (n_labels,)
+        The model's stored thresholds.
+    labels : sequence of str
+
+    Returns
+    -------
+    dict
+        ``per_label``, ``micro_f1``, ``macro_f1``, ``mAP``, ``subset_accuracy``,
+        ``hamming_loss``, ``segment_mAP``, ``baseline`` and ``clips``.
+    """
+    from genreflow.multilabel import (
+        mean_average_precision,
+        multilabel_report,
+        over_threshold,
+        tune_thresholds,
+    )
+
+    report = multilabel_report(test.targets, clip_probs, thresholds=thresholds, labels=labels)
+    segment_map = mean_average_precision(test.targets[test.segment_clip()], segment_probs)
+
+    baseline: dict = {"method": MULTILABEL_BASELINE_METHOD}
+    if len(train):
+        priors = train.targets.astype(np.float64).mean(axis=0)
+        valid = clip_table(features, split="valid", labels=labels, multilabel=True)
+        base_thresholds = tune_thresholds(valid.targets, np.tile(priors, (len(valid), 1)))
+        base = multilabel_report(
+            test.targets, np.tile(priors, (len(test), 1)), thresholds=base_thresholds, labels=labels
+        )
+        baseline.update(
+            mAP=base["mAP"],
+            micro_f1=base["micro_f1"],
+            macro_f1=base["macro_f1"],
+            subset_accuracy=base["subset_accuracy"],
+            hamming_loss=base["hamming_loss"],
+            priors={name: float(p) for name, p in zip(labels, priors, strict=True)},
+            per_label_ap={name: v["average_precision"] for name, v in base["per_label"].items()},
+        )
+    else:
+        baseline.update(mAP=None, micro_f1=None, macro_f1=None, priors=None, per_label_ap=None)
+
+    predicted = over_threshold(clip_probs, thresholds)
+    clips = []
+    for i, clip_id in enumerate(test.clip_ids):
+        order = np.argsort(-clip_probs[i], kind="stable")
+        clips.append(
+            {
+                "clip_id": clip_id,
+                "labels": [labels[j] for j in np.flatnonzero(test.targets[i])],
+                "predicted": [labels[j] for j in order if predicted[i, j]],
+                "probabilities": {
+                    name: round(float(p), 6) for name, p in zip(labels, clip_probs[i], strict=True)
+                },
+            }
+        )
+    return {**report, "segment_mAP": segment_map, "baseline": baseline, "clips": clips}
+
+
 def format_summary(metrics: dict) -> str:
     """A short plain-text table: CNN vs baseline, then per-genre scores."""
+    if metrics.get("multilabel"):
+        return format_multilabel_summary(metrics)
     base = metrics["baseline"]
 
     def pct(value):
@@ -367,5 +577,33 @@ def format_summary(metrics: dict) -> str:
     for name, s in metrics["per_class"].items():
         lines.append(
             f"{name:12} {s['precision']:9.3f} {s['recall']:7.3f} {s['f1']:6.3f} {s['support']:7d}"
+        )
+    return "\n".join(lines)
+
+
+def format_multilabel_summary(metrics: dict) -> str:
+    """A short plain-text table for a multi-label model: CNN vs prior baseline, then per label."""
+    base = metrics["baseline"]
+
+    def num(value):
+        return f"{value:8.3f}" if value is not None else "     n/a"
+
+    lines = [
+        f"{metrics['split']} split (multi-label): {metrics['n_clips']} clips, "
+        f"{metrics['n_segments']} segments",
+        f"{'':24} {'micro-F1':>8} {'macro-F1':>8} {'mAP':>8} {'subset acc':>10}",
+        f"{'CNN':24} {num(metrics['micro_f1'])} {num(metrics['macro_f1'])} "
+        f"{num(metrics['mAP'])} {metrics['subset_accuracy']:10.1%}",
+        f"{'label-prior baseline':24} {num(base.get('micro_f1'))} {num(base.get('macro_f1'))} "
+        f"{num(base.get('mAP'))}",
+        "",
+        f"{'label':12} {'precision':>9} {'recall':>7} {'F1':>6} {'AP':>6} {'thresh':>6} "
+        f"{'support':>7}",
+    ]
+    for name, s in metrics["per_label"].items():
+        ap = s["average_precision"]
+        lines.append(
+            f"{name:12} {s['precision']:9.3f} {s['recall']:7.3f} {s['f1']:6.3f} "
+            f"{ap if ap is not None else float('nan'):6.3f} {s['threshold']:6.3f} {s['support']:7d}"
         )
     return "\n".join(lines)

@@ -4,9 +4,11 @@
 files (:meth:`Predictor.predict_file`), decoded signals (:meth:`Predictor.predict_samples`,
 used by the HTTP API and streaming) or ready-made segments (:meth:`Predictor.predict_segments`,
 used by ``genreflow evaluate``). Features are rebuilt from the ``audio``/``mel`` sections stored
-in ``genreflow.json``, so no training config is needed. A clip's genre is the average of the
-softmax outputs of its segments; a clip shorter than one segment is zero-padded (and
-:attr:`Prediction.padded` says so).
+in ``genreflow.json``, so no training config is needed. A clip's probabilities are the average
+of its segments' outputs; a clip shorter than one segment is zero-padded (and
+:attr:`Prediction.padded` says so). A single-label model's genre is the most probable one; a
+multi-label model (sigmoid outputs, ``"multilabel": true``) gives every label whose probability
+reaches the label's threshold from ``genreflow.json`` (:attr:`Prediction.predicted_labels`).
 
 This module imports TensorFlow; set thread settings (``genreflow.threads``) before importing it.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from genreflow.errors import AudioError, ModelError
+from genreflow.multilabel import over_threshold, thresholds_array
 
 #: Keys ``genreflow.json`` must have (docs/formats.md, "Model directory").
 MODEL_INFO_KEYS = (
@@ -46,7 +50,8 @@ class Prediction:
     labels : list of str
         Label names, in model output order.
     probabilities : np.ndarray, shape (n_labels,)
-        Clip probabilities (mean over segments); they sum to 1 for a softmax model.
+        Clip probabilities (mean over segments); they sum to 1 for a softmax model, not for a
+        multi-label (sigmoid) one.
     segment_probabilities : np.ndarray, shape (k, n_labels)
     offsets : np.ndarray, shape (k,)
         Segment start times in seconds.
@@ -60,6 +65,8 @@ class Prediction:
         The file it came from.
     seconds : dict
         Wall time of ``decode``, ``features``, ``model`` and ``total``.
+    thresholds : np.ndarray, shape (n_labels,), or None
+        Per-label decision thresholds of a multi-label model; None for a single-label one.
     """
 
     labels: list[str]
@@ -71,11 +78,30 @@ class Prediction:
     source: str | None = None
     short: bool = False
     seconds: dict = field(default_factory=dict)
+    thresholds: np.ndarray | None = None
+
+    @property
+    def multilabel(self) -> bool:
+        """From a multi-label model (it has per-label thresholds)."""
+        return self.thresholds is not None
 
     @property
     def label(self) -> str:
         """The most probable label."""
         return self.labels[int(np.argmax(self.probabilities))]
+
+    @property
+    def predicted_labels(self) -> list[str]:
+        """The predicted labels, most probable first.
+
+        Multi-label: every label whose probability is ``>=`` its threshold (possibly none);
+        single-label: ``[label]``.
+        """
+        if self.thresholds is None:
+            return [self.label]
+        over = over_threshold(self.probabilities, self.thresholds)
+        order = np.argsort(-self.probabilities, kind="stable")
+        return [self.labels[i] for i in order if over[i]]
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable ``(label, probability)`` pairs, most probable first."""
@@ -83,11 +109,16 @@ class Prediction:
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
 
     def to_dict(self, *, top_k: int | None = None) -> dict[str, Any]:
-        """A JSON-ready record: file, label, top-k, all probabilities, segments, padding, timings."""
+        """A JSON-ready record: file, label, top-k, all probabilities, segments, padding, timings.
+
+        A multi-label prediction also has ``labels``: the labels over their thresholds.
+        """
         top = self.top(top_k or len(self.labels))
+        over = {"labels": self.predicted_labels} if self.multilabel else {}
         return {
             "file": self.source,
             "label": self.label,
+            **over,
             "top": [{"label": name, "probability": round(p, 6)} for name, p in top],
             "probabilities": {
                 name: round(float(p), 6)
@@ -134,6 +165,9 @@ class Predictor:
         Output of ``genreflow train``.
     batch_size : int
         Segments per model call when a clip has many (bounds memory for long files).
+    info : mapping or None
+        Use this model record instead of reading ``genreflow.json`` (training tunes the
+        thresholds with the exported model before it writes that file).
 
     Raises
     ------
@@ -141,13 +175,26 @@ class Predictor:
         The directory is not a complete model directory.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, *, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        *,
+        batch_size: int = 64,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
         import keras
         import tensorflow as tf
 
         self.model_dir = Path(model_dir)
-        self.info = read_model_info(self.model_dir)
+        self.info = dict(info) if info is not None else read_model_info(self.model_dir)
         self.labels: list[str] = list(self.info["labels"])
+        self.multilabel = bool(self.info.get("multilabel"))
+        #: Per-label thresholds (multi-label models), else None.
+        self.thresholds: np.ndarray | None = (
+            thresholds_array(self.info.get("thresholds"), labels=self.labels)
+            if self.multilabel
+            else None
+        )
         self.batch_size = int(batch_size)
         model_path = self.model_dir / "model.keras"
         if not model_path.is_file():
@@ -257,6 +304,7 @@ class Predictor:
             source=source,
             short=duration < float(self.info["audio"]["segment_seconds"]),
             seconds={"features": t1 - t0, "model": t2 - t1, "total": t2 - t0},
+            thresholds=self.thresholds,
         )
 
     def predict_file(

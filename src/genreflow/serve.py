@@ -3,8 +3,8 @@
 Endpoints (see ``docs/serving.md``):
 
 - ``POST /predict``: a multipart upload with one audio file in the field ``file``; answers the
-  clip's genre, the top-k genres, every genre's probability and (``?segments=true``) the
-  per-segment detail.
+  clip's genre, the top-k genres, every genre's probability, for a multi-label model the genres
+  over their thresholds (``labels``), and (``?segments=true``) the per-segment detail.
 - ``GET /genres``: the model's labels.
 - ``GET /health``: status, model path, label count, uptime and request counters.
 - ``GET /docs``: the OpenAPI (Swagger) page FastAPI generates.
@@ -714,8 +714,16 @@ def _models():
     class PredictResponse(BaseModel):
         file: str | None = Field(description="the uploaded file's name")
         label: str = Field(description="most probable genre")
+        labels: list[str] | None = Field(
+            default=None,
+            description="multi-label models only: every genre whose probability reaches its "
+            "threshold, most probable first (may be empty)",
+        )
         top: list[TopGenre]
-        probabilities: dict[str, float] = Field(description="every genre; they sum to 1")
+        probabilities: dict[str, float] = Field(
+            description="every genre; they sum to 1 for a single-label model, not for a "
+            "multi-label (sigmoid) one"
+        )
         duration: float = Field(description="clip length in seconds")
         padded: bool = Field(description="the clip or its tail was zero-padded to a segment")
         n_segments: int

@@ -14,7 +14,9 @@ The pieces, in the order the audio meets them:
 5. :class:`StreamClassifier` turns each window into log-mel segments (the model's segment
    length and hop, as in ``genreflow predict``), calls
    :meth:`~genreflow.predict.Predictor.predict_segments` once, averages the segments and
-   updates an exponential moving average of the probabilities: the smoothed decision.
+   updates an exponential moving average of the probabilities: the smoothed decision (the
+   most probable genre; for a multi-label model, also every genre whose smoothed probability
+   reaches its threshold from ``genreflow.json``).
 
 :func:`classify_stream` runs the whole chain and yields one :class:`WindowResult` per hop.
 When the stream ends between two hops, a last result covers the final ``window`` seconds
@@ -366,6 +368,10 @@ class WindowResult:
         The last, partial window at the end of the stream.
     seconds : float
         Processing time of this window (features and model).
+    labels : list of str
+        The model's labels, in output order.
+    thresholds : np.ndarray, shape (n_labels,), or None
+        Per-label thresholds of a multi-label model; None for a single-label one.
     """
 
     time: float
@@ -376,6 +382,7 @@ class WindowResult:
     final: bool = False
     seconds: float = 0.0
     labels: list[str] = field(default_factory=list)
+    thresholds: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -385,8 +392,24 @@ class WindowResult:
     def smoothed_label(self) -> str:
         return self.labels[int(np.argmax(self.smoothed))]
 
+    @property
+    def smoothed_labels(self) -> list[str]:
+        """Multi-label decision: the labels whose smoothed probability reaches their threshold.
+
+        Most probable first; ``[smoothed_label]`` for a single-label model.
+        """
+        if self.thresholds is None:
+            return [self.smoothed_label]
+        over = self.smoothed >= self.thresholds
+        order = np.argsort(-self.smoothed, kind="stable")
+        return [self.labels[i] for i in order if over[i]]
+
     def to_dict(self, *, top_k: int = 3) -> dict[str, Any]:
-        """A JSON-ready record (one line of ``genreflow stream --json``)."""
+        """A JSON-ready record (one line of ``genreflow stream --json``).
+
+        For a multi-label model ``smoothed`` also has ``labels``: the decision.
+        """
+        over = {"labels": self.smoothed_labels} if self.thresholds is not None else {}
         return {
             "time": round(self.time, 3),
             "start": round(self.start, 3),
@@ -395,6 +418,7 @@ class WindowResult:
             "probabilities": _rounded(self.labels, self.probabilities),
             "smoothed": {
                 "label": self.smoothed_label,
+                **over,
                 "top": _top(self.labels, self.smoothed, top_k),
                 "probabilities": _rounded(self.labels, self.smoothed),
             },
@@ -410,6 +434,12 @@ class WindowResult:
         flags = "".join(
             f" ({name})" for name, on in (("final", self.final), ("padded", self.padded)) if on
         )
+        if self.thresholds is not None:
+            position = {name: i for i, name in enumerate(self.labels)}
+            decision = ", ".join(
+                f"{name} {self.smoothed[position[name]]:4.0%}" for name in self.smoothed_labels
+            )
+            return f"{self.time:8.2f} s  {tops}  | smoothed: {decision or '(none)'}{flags}"
         smoothed = self.smoothed[int(np.argmax(self.smoothed))]
         return (
             f"{self.time:8.2f} s  {tops}  | smoothed: {self.smoothed_label} {smoothed:4.0%}{flags}"
@@ -516,6 +546,7 @@ class StreamClassifier:
             final=final,
             seconds=time.perf_counter() - t0,
             labels=self.labels,
+            thresholds=getattr(self.predictor, "thresholds", None),
         )
 
 

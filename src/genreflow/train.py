@@ -32,10 +32,12 @@ from genreflow import __version__
 from genreflow.atomic import atomic_path, write_json
 from genreflow.config import config_hash
 from genreflow.dataset import (
+    ClipTable,
     FeatureSet,
     SegmentSampler,
     band_statistics,
     clip_table,
+    is_multilabel,
     make_dataset,
     open_features,
 )
@@ -136,8 +138,9 @@ def train_model(
 
     features = open_features(features_dir)
     labels = features.labels
-    train_clips = clip_table(features, split="train", labels=labels)
-    valid_clips = clip_table(features, split="valid", labels=labels)
+    multilabel = is_multilabel(features)
+    train_clips = clip_table(features, split="train", labels=labels, multilabel=multilabel)
+    valid_clips = clip_table(features, split="valid", labels=labels, multilabel=multilabel)
     for name, clips in (("train", train_clips), ("valid", valid_clips)):
         if len(clips) == 0:
             raise DatasetError(
@@ -165,7 +168,7 @@ def train_model(
             "history": [],
             "epoch_timings": [],
         }
-        model = build_model(n_mels=features.n_mels, n_labels=len(labels))
+        model = build_model(n_mels=features.n_mels, n_labels=len(labels), multilabel=multilabel)
         steps_per_epoch = math.ceil(
             len(train_clips) * int(tcfg["segments_per_clip"]) / int(tcfg["batch_size"])
         )
@@ -177,10 +180,19 @@ def train_model(
             decay_steps=max(epochs, int(tcfg["epochs"])) * steps_per_epoch,
             alpha=0.05,
         )
+        if multilabel:
+            # Independent labels: a sigmoid per label. "accuracy" is per (segment, label) at 0.5,
+            # so history keys stay the same; the PR-AUC does not depend on a threshold.
+            loss = keras.losses.BinaryCrossentropy()
+            metrics = [
+                keras.metrics.BinaryAccuracy(name="accuracy"),
+                keras.metrics.AUC(curve="PR", name="pr_auc"),
+            ]
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy()
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=schedule),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss, metrics=metrics
         )
     else:
         model = keras.models.load_model(checkpoint_dir / state["checkpoint"])
@@ -263,7 +275,7 @@ def train_model(
         "audio": features.info["audio"],
         "mel": features.info["mel"],
         "norm": {"mean": mean.tolist(), "std": std.tolist()},
-        "multilabel": False,
+        "multilabel": multilabel,
         "thresholds": None,
         "config_hash": config_hash(cfg, ("train",)),
         "features_hash": features.info["config_hash"],
@@ -273,6 +285,10 @@ def train_model(
         "genreflow_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if multilabel:
+        model_info["thresholds"] = tune_valid_thresholds(
+            out, model_info=model_info, features=features, clips=valid_clips
+        )
     write_json(out / "genreflow.json", model_info)
     history = {
         "epochs": state["history"],
@@ -492,6 +508,34 @@ def _learning_rate(model) -> float | None:
 
 
 # --------------------------------------------------------------------------- export and records
+
+
+def tune_valid_thresholds(
+    model_dir: Path, *, model_info: Mapping[str, Any], features: FeatureSet, clips: ClipTable
+) -> dict[str, float]:
+    """Per-label thresholds of the exported multi-label model, tuned on ``clips`` (valid split).
+
+    Clip probabilities are the mean of the segment probabilities, as ``genreflow evaluate``
+    and ``genreflow predict`` compute them; each label's threshold maximises its F1.
+
+    Returns
+    -------
+    dict
+        ``{label: threshold}`` for every label, in model order.
+    """
+    from genreflow.evaluate import clip_probabilities
+    from genreflow.multilabel import micro_f1, over_threshold, tune_thresholds
+    from genreflow.predict import Predictor
+
+    predictor = Predictor(model_dir, info=model_info)
+    probabilities = clip_probabilities(predictor, features=features, clips=clips)
+    thresholds = tune_thresholds(clips.targets, probabilities)
+    score = micro_f1(clips.targets, over_threshold(probabilities, thresholds))
+    print(
+        f"train: thresholds tuned on {len(clips)} valid clips (valid micro-F1 {score:.3f})",
+        flush=True,
+    )
+    return {name: float(t) for name, t in zip(model_info["labels"], thresholds, strict=True)}
 
 
 def export_model(model, path: Path) -> None:

@@ -10,7 +10,10 @@ DESCRIPTION = (
     "DIR/<genre>/<genre>.NNNNN.wav (22050 Hz mono 16-bit PCM), plus DIR/README.md and "
     "DIR/demo.json recording how it was made. The same seed gives bit-identical files; clip i "
     "is the same whatever --clips-per-genre is. Values not given on the command line come from "
-    "data.demo in --config (built-in defaults: 20 clips per genre, 10 s, seed 0)."
+    "data.demo in --config (built-in defaults: 20 clips per genre, 10 s, seed 0). With "
+    "--multilabel: a multi-label dataset instead, DIR/<genre>/<genre>-ml.NNNNN.wav where about "
+    "two clips in three mix a second genre in, and DIR/labels.csv (path,label,labels) for "
+    "`genreflow manifest --csv`."
 )
 
 
@@ -41,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random seed; same seed, same files (default: data.demo.seed, 0)",
     )
     parser.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="write the multi-label demo (clips mixing two genres, plus labels.csv)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or progress lines"
     )
     add_config_arguments(parser)
@@ -52,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     from genreflow.commands._common import config_from_args
     from genreflow.config import validate_config
-    from genreflow.demo import GENRES, write_demo_dataset
+    from genreflow.demo import GENRES, write_demo_dataset, write_multilabel_demo_dataset
 
     cfg = config_from_args(args)
     demo = dict(cfg["data"]["demo"])
@@ -64,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     validate_config(cfg, source="command line")
 
     start = time.monotonic()
-    paths = write_demo_dataset(
+    writer = write_multilabel_demo_dataset if args.multilabel else write_demo_dataset
+    paths = writer(
         out=Path(args.out),
         clips_per_genre=demo["clips_per_genre"],
         seconds=demo["seconds"],
@@ -72,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
     )
     elapsed = time.monotonic() - start
+    kind = "multi-label clips" if args.multilabel else "clips"
+    extra = f", labels in {Path(args.out) / 'labels.csv'}" if args.multilabel else ""
     print(
-        f"demo-data: {len(paths)} clips ({demo['clips_per_genre']} per genre x {len(GENRES)} genres) "
-        f"of {demo['seconds']:g} s, seed {demo['seed']}, in {Path(args.out)} "
+        f"demo-data: {len(paths)} {kind} ({demo['clips_per_genre']} per genre x {len(GENRES)} "
+        f"genres) of {demo['seconds']:g} s, seed {demo['seed']}, in {Path(args.out)}{extra} "
         f"({elapsed:.1f} s)"
     )
     return 0

@@ -11,7 +11,10 @@ DESCRIPTION = (
     "Score a model directory on the test split of a feature directory: segment- and clip-level "
     "accuracy (a clip is the average of its segments' probabilities), macro-F1, per-genre "
     "precision/recall/F1 and the confusion matrix, beside a nearest-centroid baseline on mean "
-    "spectra. Writes metrics.json and confusion.png to --out (default: the model directory)."
+    "spectra. Writes metrics.json and confusion.png to --out (default: the model directory). "
+    "A multi-label model gets per-label precision/recall/F1/average precision at its stored "
+    "thresholds, micro/macro-F1 and mAP beside a label-prior baseline, and confusion.png "
+    "holds a per-label F1/AP bar chart instead of a confusion matrix."
 )
 
 

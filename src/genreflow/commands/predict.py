@@ -10,7 +10,9 @@ HELP = "predict the genre of audio files with a trained model"
 DESCRIPTION = (
     "Decode each FILE (wav, au, flac, ogg, mp3; any rate or channel count), cut it into the "
     "model's segments and average the segment probabilities. Prints the top-k genres per file, "
-    "or one JSON document with --json. A file that cannot be read gets a one-line error on "
+    "or one JSON document with --json. A multi-label model also gives every genre whose "
+    "probability reaches its threshold (tuned on the valid split, stored in genreflow.json): "
+    "the 'labels' line, or 'labels' in the JSON. A file that cannot be read gets a one-line error on "
     "stderr; the others are still predicted, and the exit status is 1."
 )
 
@@ -56,11 +58,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_prediction(prediction, *, top_k: int) -> str:
-    """``FILE  (duration, segments[, padding note])`` then ``rank  genre  probability`` lines."""
+    """``FILE  (duration, segments[, padding note])`` then ``rank  genre  probability`` lines.
+
+    A multi-label prediction has a ``labels:`` line first: the genres over their thresholds.
+    """
     notes = f"{prediction.duration:.1f} s, {len(prediction.offsets)} segment(s)"
     if prediction.short:
         notes += ", shorter than one segment: zero-padded"
     lines = [f"{prediction.source}  ({notes})"]
+    if prediction.multilabel:
+        over = ", ".join(prediction.predicted_labels) or "none over its threshold"
+        lines.append(f"  labels: {over}")
     for rank, (label, probability) in enumerate(prediction.top(top_k), start=1):
         lines.append(f"  {rank:>2}  {label:<14} {probability:6.1%}")
     return "\n".join(lines)

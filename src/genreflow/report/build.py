@@ -171,6 +171,10 @@ def _draw(summary: dict, collected, out: Path) -> dict[str, str]:
         )
         drawn["confusion"] = PLOT_FILES["confusion"]
         summary["confusion_shown"] = shown
+    elif collected.metrics and all(m.multilabel for m in collected.metrics):
+        summary["notes"]["quality"].append(
+            "multi-label metrics have no confusion matrix: per-label scores are in the table"
+        )
     elif collected.metrics:
         summary["notes"]["quality"].append("no confusion matrix in the metrics: none drawn")
     # Every figure file exists even without data (a workflow may declare them as outputs);

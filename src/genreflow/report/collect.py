@@ -161,7 +161,12 @@ class History:
 
 @dataclass(frozen=True)
 class Metrics:
-    """An evaluation ``metrics.json``."""
+    """An evaluation ``metrics.json``.
+
+    A multi-label one (``multilabel``) has no accuracies or confusion matrix; its scores are
+    ``micro_f1``, ``macro_f1`` and ``mean_ap``, and ``per_class`` holds its ``per_label``
+    rows (with ``average_precision`` and ``threshold``).
+    """
 
     path: Path
     clip_accuracy: float | None
@@ -172,6 +177,10 @@ class Metrics:
     per_class: Mapping[str, Mapping[str, float]]
     baseline: Mapping[str, float]
     baseline_method: str | None = None
+    multilabel: bool = False
+    micro_f1: float | None = None
+    mean_ap: float | None = None
+    subset_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -531,9 +540,11 @@ def read_metrics(path: Path) -> Metrics:
     scores = {k: _number(data.get(k)) for k in ("clip_accuracy", "segment_accuracy", "macro_f1")}
     if all(v is None for v in scores.values()):
         raise UnusableFile("none of clip_accuracy, segment_accuracy, macro_f1")
+    multilabel = data.get("multilabel") is True
     per_class = {}
-    if isinstance(data.get("per_class"), dict):
-        for label, row in data["per_class"].items():
+    rows = data.get("per_label" if multilabel else "per_class")
+    if isinstance(rows, dict):
+        for label, row in rows.items():
             if isinstance(row, dict):
                 per_class[str(label)] = {
                     k: _number(v) for k, v in row.items() if _number(v) is not None
@@ -569,6 +580,10 @@ def read_metrics(path: Path) -> Metrics:
         per_class=per_class,
         baseline=baseline,
         baseline_method=baseline_method,
+        multilabel=multilabel,
+        micro_f1=_number(data.get("micro_f1")),
+        mean_ap=_number(data.get("mAP")),
+        subset_accuracy=_number(data.get("subset_accuracy")),
     )
 
 

@@ -11,8 +11,10 @@ from genreflow.report.summary import (
     STAGE_TITLES,
     format_fraction_fit,
     format_percent,
+    format_score,
     format_seconds,
     format_speedup,
+    multilabel_quality_text,
 )
 
 #: Figure file names (also the names the Snakemake report captions refer to).
@@ -99,6 +101,9 @@ def _summary_section(summary: Mapping[str, Any]) -> list[Block]:
     else:
         blocks.append(Notes(("no stage timings found: nothing to compute speed-ups from",)))
     for q in summary["quality"]:
+        if q.get("multilabel"):
+            blocks.append(Paragraph(f"Model quality ({q['path']}): {multilabel_quality_text(q)}."))
+            continue
         base = q.get("baseline") or {}
         text = (
             f"Model quality ({q['path']}): test clip accuracy {format_percent(q['clip_accuracy'])}"
@@ -370,8 +375,10 @@ def _quality_section(
     summary: Mapping[str, Any], plots: Mapping[str, str], notes: list[str]
 ) -> list[Block]:
     blocks: list[Block] = [Heading("Model quality (test set)")]
+    single = [q for q in summary["quality"] if not q.get("multilabel")]
+    multi = [q for q in summary["quality"] if q.get("multilabel")]
     rows = []
-    for q in summary["quality"]:
+    for q in single:
         base = q.get("baseline") or {}
         rows.append(
             (
@@ -396,12 +403,12 @@ def _quality_section(
                 ),
                 tuple(rows),
                 caption="CNN beside the baseline: "
-                + (
-                    summary["quality"][0].get("baseline_method")
-                    or "nearest centroid on mean spectra"
-                ),
+                + (single[0].get("baseline_method") or "nearest centroid on mean spectra"),
             )
         )
+    if multi:
+        blocks += _multilabel_quality_tables(multi)
+    if summary["quality"] and not summary["quality"][0].get("multilabel"):
         first = summary["quality"][0]
         if first["per_class"]:
             per_rows = tuple(
@@ -431,6 +438,61 @@ def _quality_section(
         )
     if notes:
         blocks.append(Notes(tuple(notes)))
+    return blocks
+
+
+def _multilabel_quality_tables(quality: list[Mapping[str, Any]]) -> list[Block]:
+    """Multi-label metrics: micro/macro-F1 and mAP beside the label-prior baseline, per label."""
+    rows = []
+    for q in quality:
+        base = q.get("baseline") or {}
+        rows.append(
+            (
+                q["path"],
+                format_score(q.get("micro_f1")),
+                format_score(q.get("macro_f1")),
+                format_score(q.get("mAP")),
+                format_percent(q.get("subset_accuracy")),
+                format_score(base.get("micro_f1")),
+                format_score(base.get("macro_f1")),
+                format_score(base.get("mAP")),
+            )
+        )
+    blocks: list[Block] = [
+        Table(
+            (
+                "multi-label metrics",
+                "micro-F1",
+                "macro-F1",
+                "mAP",
+                "subset accuracy",
+                "baseline micro-F1",
+                "baseline macro-F1",
+                "baseline mAP",
+            ),
+            tuple(rows),
+            caption="Multi-label CNN (labels over their tuned thresholds) beside the baseline: "
+            + (quality[0].get("baseline_method") or "label priors from the train split"),
+        )
+    ]
+    first = quality[0]
+    if first["per_class"]:
+        keys = ("precision", "recall", "f1", "average_precision", "threshold")
+        per_rows = tuple(
+            (
+                label,
+                *(f"{v[k]:.3f}" if k in v else "n/a" for k in keys),
+                f"{v['support']:.0f}" if "support" in v else "n/a",
+            )
+            for label, v in first["per_class"].items()
+        )
+        blocks.append(
+            Table(
+                ("label", "precision", "recall", "F1", "AP", "threshold", "support"),
+                per_rows,
+                caption=f"Per label: {first['path']}",
+            )
+        )
     return blocks
 
 

@@ -371,6 +371,10 @@ def _quality(collected, metrics) -> dict:
         "labels": list(metrics.labels) if metrics.labels else None,
         "per_class": {k: dict(v) for k, v in metrics.per_class.items()},
         "has_confusion": metrics.confusion is not None,
+        "multilabel": metrics.multilabel,
+        "micro_f1": metrics.micro_f1,
+        "mAP": metrics.mean_ap,
+        "subset_accuracy": metrics.subset_accuracy,
     }
 
 
@@ -410,6 +414,26 @@ def format_speedup(speedup: float | None) -> str:
     return "n/a" if speedup is None else f"{speedup:.2f}x"
 
 
+def format_score(value: float | None) -> str:
+    """A 0..1 score with three decimals; ``n/a`` for None."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def multilabel_quality_text(q: Mapping[str, Any]) -> str:
+    """``multi-label test micro-F1 .., macro-F1 .., mAP .. (label-prior baseline: ...)``."""
+    text = (
+        f"multi-label test micro-F1 {format_score(q.get('micro_f1'))}, "
+        f"macro-F1 {format_score(q.get('macro_f1'))}, mAP {format_score(q.get('mAP'))}"
+    )
+    base = q.get("baseline") or {}
+    if base.get("mAP") is not None:
+        text += (
+            f" (label-prior baseline: micro-F1 {format_score(base.get('micro_f1'))}, "
+            f"macro-F1 {format_score(base.get('macro_f1'))}, mAP {format_score(base['mAP'])})"
+        )
+    return text
+
+
 def format_fraction_fit(fit: Mapping[str, Any]) -> str:
     """``f = 0.081 ± 0.012`` (or the reason there is no value)."""
     f = fit.get("serial_fraction")
@@ -433,6 +457,9 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     """
     lines = []
     for q in summary.get("quality", []):
+        if q.get("multilabel"):
+            lines.append(f"model ({q['path']}): {multilabel_quality_text(q)}")
+            continue
         text = f"model ({q['path']}): test clip accuracy {format_percent(q.get('clip_accuracy'))}"
         if q.get("macro_f1") is not None:
             text += f", macro-F1 {q['macro_f1']:.3f}"
