@@ -285,7 +285,12 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
     """Assert every stage's outputs, logs and benchmarks exist and agree with the config."""
     run = _run_dir(path, cfg)
     ranks = sorted(set(cfg["preprocess"]["ranks"]) | {cfg["preprocess"]["production_ranks"]})
-    threads = sorted(cfg["train"]["threads"])
+    bench_workers = sorted(cfg["train"].get("bench_workers", []))
+    threads = sorted(
+        set(cfg["train"]["threads"])
+        | ({cfg["train"]["production_threads"]} if bench_workers else set())
+    )
+    workers = cfg["train"].get("workers", 1)
 
     snapshots = {p.stem.split("-")[0]: p for p in (run / "config").glob("*.yaml")}
     assert sorted(snapshots) == ["features", "manifest", "train"]
@@ -308,13 +313,21 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
         timings[n] = timing
 
     (models,) = (run / "models").iterdir()
-    assert sorted(p.name for p in (models / "bench").iterdir()) == [f"threads{n}" for n in threads]
+    assert sorted(p.name for p in (models / "bench").iterdir()) == sorted(
+        [f"threads{n}" for n in threads] + [f"workers{n}" for n in bench_workers]
+    )
     for n in threads:
         bench = json.loads((models / "bench" / f"threads{n}" / "timings.json").read_text())
         assert bench["threads"]["intra_op"] == n
         assert len(bench["epochs"]) == cfg["train"]["bench_epochs"]
+    for n in bench_workers:
+        bench = json.loads((models / "bench" / f"workers{n}" / "timings.json").read_text())
+        assert bench["workers"]["count"] == n
+        assert len(bench["epochs"]) == cfg["train"]["bench_epochs"]
     for name in ("model.keras", "genreflow.json", "history.json", "timings.json"):
         assert (models / "model" / name).is_file()
+    production = json.loads((models / "model" / "timings.json").read_text())
+    assert production.get("workers", {"count": 1})["count"] == workers
     metrics = json.loads((models / "eval" / "metrics.json").read_text())
     assert 0.0 <= metrics["clip_accuracy"] <= 1.0
     assert (models / "eval" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -324,39 +337,59 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
 
     jobs = ["demo_data", "manifest", "train", "evaluate", "report"]
     jobs += [f"spectrograms/ranks{n}" for n in ranks] + [f"train_bench/threads{n}" for n in threads]
+    jobs += [f"train_bench/workers{n}" for n in bench_workers]
     jobs += [f"config_snapshot/{p.stem}" for p in snapshots.values()]
     for job in jobs:
         assert (run / "logs" / f"{job}.log").is_file(), f"no log of {job}"
         assert (run / "benchmarks" / f"{job}.tsv").is_file(), f"no benchmark of {job}"
-    return {"run": run, "features": features, "models": models, "timings": timings}
+    return {
+        "run": run,
+        "features": features,
+        "models": models,
+        "timings": timings,
+        "production": production,
+    }
+
+
+#: The local run also times 2 data-parallel workers (started by `genreflow train` on loopback).
+TINY_LOCAL = merged(TINY, {"train": {"bench_workers": [2]}})
+
+#: On SLURM the production model is trained by 2 workers: one job with 2 tasks of 1 CPU.
+TINY_SLURM = merged(TINY, {"train": {"workers": 2, "production_threads": 1}})
 
 
 @pytest.mark.slow
 def test_full_run_local_and_what_a_config_change_reruns(tmp_path: Path):
-    result = snakemake(workdir(tmp_path, TINY), "--cores", "2", timeout=1200)
+    result = snakemake(workdir(tmp_path, TINY_LOCAL), "--cores", "2", timeout=1200)
     assert result.returncode == 0, result.stdout[-8000:]
-    found = _check_outputs(tmp_path, TINY)
+    found = _check_outputs(tmp_path, TINY_LOCAL)
     assert found["timings"][2]["launcher"] == "mpiexec"
     assert found["timings"][1]["launcher"] == "none"
+    # The report has a workers axis: the 1-worker point is the 2-thread run of the sweep.
+    summary = json.loads((found["run"] / "report" / "summary.json").read_text())
+    (workers,) = [s for s in summary["stages"] if s["axis"] == "workers"]
+    assert [p["count"] for p in workers["points"]] == [1, 2]
+    assert workers["points"][1]["allreduce_fraction"] is not None
 
     again = snakemake(tmp_path, "-n", "--cores", "2")
     assert "Nothing to be done" in again.stdout, again.stdout[-4000:]
 
     # Only the thread sweep changes: no spectrograms, no production training, no evaluation.
-    workdir(tmp_path, merged(TINY, {"train": {"threads": [1, 3]}}))
+    workdir(tmp_path, merged(TINY_LOCAL, {"train": {"threads": [1, 3]}}))
     plan = snakemake(tmp_path, "-n", "--cores", "2")
     assert plan.returncode == 0, plan.stdout[-4000:]
     assert job_counts(plan.stdout) == {"train_bench": 1, "report": 1, "all": 1}
 
     # A preprocessing setting that keeps the feature path still reruns the spectrograms (their
     # snapshot's params digest changed), and with them what reads them; not the manifest.
-    workdir(tmp_path, merged(TINY, {"preprocess": {"shard_mb": 1}}))
+    workdir(tmp_path, merged(TINY_LOCAL, {"preprocess": {"shard_mb": 1}}))
     plan = snakemake(tmp_path, "-n", "--cores", "2")
     assert job_counts(plan.stdout) == {
         "config_snapshot": 1,
         "spectrograms": 1,
         "spectrograms_single": 1,
         "train_bench": 2,
+        "train_bench_workers": 1,
         "train": 1,
         "evaluate": 1,
         "report": 1,
@@ -364,7 +397,7 @@ def test_full_run_local_and_what_a_config_change_reruns(tmp_path: Path):
     }
 
     # A split setting reruns the manifest and everything after it, but not the demo data.
-    workdir(tmp_path, merged(TINY, {"split": {"seed": 7}}))
+    workdir(tmp_path, merged(TINY_LOCAL, {"split": {"seed": 7}}))
     counts = job_counts(snakemake(tmp_path, "-n", "--cores", "2").stdout)
     assert counts.get("manifest") == 1 and "demo_data" not in counts
 
@@ -415,12 +448,16 @@ def test_failing_stage_stops_the_run_with_its_log(tmp_path: Path):
 def test_full_run_on_slurm(tmp_path: Path):
     require_slurm()
     profile = str(REPO / "slurm")
-    result = snakemake(workdir(tmp_path, TINY), "--profile", profile, timeout=1800)
+    result = snakemake(workdir(tmp_path, TINY_SLURM), "--profile", profile, timeout=1800)
     job_ids = submitted_job_ids(result.stdout)
     assert result.returncode == 0, result.stdout[-8000:]
-    found = _check_outputs(tmp_path, TINY)
+    found = _check_outputs(tmp_path, TINY_SLURM)
     assert found["timings"][2]["launcher"] == "srun"
     assert found["timings"][1]["launcher"] == "none"
+    # The production model came from one SLURM job whose two tasks were the two workers.
+    workers = found["production"]["workers"]
+    assert (workers["count"], workers["source"]) == (2, "slurm")
+    assert len({w["address"] for w in workers["per_worker"]}) == 2
     # One SLURM job per stage job (config_snapshot and all run inside Snakemake), each log at
     # .snakemake/slurm_logs/rule_<rule>/[<wildcards>/]<jobid>.log.
     assert len(job_ids) == len(set(job_ids)) == 9, result.stdout[-4000:]
@@ -429,7 +466,8 @@ def test_full_run_on_slurm(tmp_path: Path):
     assert set(job_ids) <= set(logs), (job_ids, logs)
     assert sorted(logs[j] for j in job_ids) == sorted(
         ["rule_demo_data", "rule_manifest", "rule_spectrograms", "rule_spectrograms_single"]
-        + ["rule_train_bench", "rule_train_bench", "rule_train", "rule_evaluate", "rule_report"]
+        + ["rule_train_bench", "rule_train_bench", "rule_train_workers", "rule_evaluate"]
+        + ["rule_report"]
     )
 
 

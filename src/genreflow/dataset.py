@@ -43,6 +43,9 @@ __all__ = [
 #: Rows read at a time when scanning shards for statistics.
 _CHUNK_ROWS = 256
 
+#: Modulus of :meth:`SegmentSampler.digest` (a Mersenne prime; sums stay exact in float64).
+_DIGEST_PRIME = 2**31 - 1
+
 
 # --------------------------------------------------------------------------- clip tables
 
@@ -206,6 +209,8 @@ class SegmentSampler:
     seed : int
     shuffle : bool
         Shuffle the draw (training) or keep clip order (validation).
+    shard : (index, count)
+        Data-parallel training: this worker's part of every epoch (see :meth:`plan`).
     """
 
     def __init__(
@@ -216,22 +221,39 @@ class SegmentSampler:
         segments_per_clip: int | None,
         seed: int,
         shuffle: bool,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.features = features
         self.clips = clips
         self.segments_per_clip = segments_per_clip
         self.seed = int(seed)
         self.shuffle = shuffle
+        self.shard_index, self.shard_count = int(shard[0]), int(shard[1])
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ValueError(f"shard {shard}: need 0 <= index < count")
         self.epoch = 0
+        #: Examples the last epoch's generator yielded, and their :meth:`digest`.
+        self.yielded = 0
+        self.yielded_digest = 0
 
-    def __len__(self) -> int:
-        """Examples per epoch."""
+    def _full_length(self) -> int:
         if self.segments_per_clip is None:
             return int(self.clips.n_segments.sum())
         return len(self.clips) * self.segments_per_clip
 
-    def plan(self, epoch: int) -> np.ndarray:
-        """The epoch's examples as ``(clip position, row within the clip)`` pairs, shape (n, 2)."""
+    def _own(self, n: int) -> slice:
+        # Data-parallel workers: every worker plans the whole epoch alike and takes items
+        # index, index + count, ...; the last n % count items are left out so that all workers
+        # take the same number of steps.
+        return slice(self.shard_index, n - n % self.shard_count, self.shard_count)
+
+    def __len__(self) -> int:
+        """Examples per epoch (of this shard)."""
+        full = self._full_length()
+        return len(range(full)[self._own(full)])
+
+    def whole_plan(self, epoch: int) -> np.ndarray:
+        """The epoch's examples of all shards as ``(clip position, row within the clip)``, shape (n, 2)."""
         clips = self.clips
         if self.segments_per_clip is None:
             position = clips.segment_clip()
@@ -252,17 +274,36 @@ class SegmentSampler:
             pairs = pairs[rng.permutation(len(pairs))]
         return pairs
 
+    def plan(self, epoch: int) -> np.ndarray:
+        """This shard's examples of the epoch as ``(clip position, row within the clip)``, shape (n, 2)."""
+        pairs = self.whole_plan(epoch)
+        return pairs[self._own(len(pairs))]
+
+    @staticmethod
+    def digest(pairs: np.ndarray) -> int:
+        """Order-free checksum of some ``(clip position, row)`` pairs (sums of shards add up)."""
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        keys = (pairs[:, 0] * 1_000_003 + pairs[:, 1]) % _DIGEST_PRIME
+        return int((keys * 2_654_435_761 % _DIGEST_PRIME).sum())
+
     def __call__(self) -> Iterator[tuple[np.ndarray, np.int64 | np.ndarray, np.ndarray]]:
         epoch = self.epoch
-        pairs = self.plan(epoch)
+        whole = self.whole_plan(epoch)
         seeds = np.random.default_rng([self.seed, epoch, 1]).integers(
-            0, 2**31 - 1, size=(len(pairs), 2), dtype=np.int64
+            0, 2**31 - 1, size=(len(whole), 2), dtype=np.int64
         )
+        # An example keeps its SpecAugment seed whichever worker trains on it.
+        own = self._own(len(whole))
+        pairs, seeds = whole[own], seeds[own]
         clips = self.clips
         targets = clips.targets if clips.multilabel else clips.labels
+        self.yielded, self.yielded_digest = 0, 0
         for (clip, within), seed in zip(pairs, seeds, strict=True):
             shard = self.features.shard(clips.shards[clip])
             segment = np.array(shard[clips.row_start[clip] + within], dtype=np.float16)
+            self.yielded += 1
+            key = (int(clip) * 1_000_003 + int(within)) % _DIGEST_PRIME
+            self.yielded_digest += key * 2_654_435_761 % _DIGEST_PRIME
             yield segment, targets[clip], seed
 
 

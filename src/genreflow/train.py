@@ -11,6 +11,7 @@ features and training settings continues after the last completed epoch. The bes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -41,7 +42,15 @@ from genreflow.dataset import (
     make_dataset,
     open_features,
 )
-from genreflow.errors import DatasetError
+from genreflow.distributed import (
+    WorkerGroup,
+    allreduce_seconds,
+    any_worker,
+    build_for_distribution,
+    describe_group,
+    gather_rows,
+)
+from genreflow.errors import DatasetError, StageError
 from genreflow.model import build_model
 
 log = logging.getLogger(__name__)
@@ -55,7 +64,9 @@ RUN_LENGTH_KEYS = (
     "production_threads",
     "inter_op_threads",
     "bench_epochs",
-    "workers",
+    "workers",  # enters the key as the resolved count (resume_key)
+    "bench_workers",
+    "port_base",
 )
 
 STATE_VERSION = 1
@@ -103,6 +114,8 @@ def train_model(
     epochs: int | None = None,
     max_seconds: float | None = None,
     verbose: int | None = None,
+    workers: WorkerGroup | None = None,
+    strategy=None,
 ) -> TrainResult:
     """Train (or resume training) and export ``out_dir``.
 
@@ -120,6 +133,11 @@ def train_model(
         Override ``train.epochs`` / ``train.max_seconds`` (short benchmark runs).
     verbose : int or None
         Keras verbosity; default 1 (progress bar) on a terminal, else 2 (one line per epoch).
+    workers : WorkerGroup, optional
+        This process's place among data-parallel workers (default: one worker).
+    strategy : tf.distribute.MultiWorkerMirroredStrategy, optional
+        The strategy of ``workers`` (from :func:`genreflow.distributed.build_strategy`);
+        required when there are several workers. Only the chief (worker 0) writes files.
 
     Returns
     -------
@@ -135,6 +153,11 @@ def train_model(
         verbose = 1 if sys.stdout.isatty() else 2
     out = Path(out_dir)
     checkpoint_dir = out / "checkpoints"
+    group = workers or WorkerGroup(count=1, index=0, source="single")
+    if group.distributed and strategy is None:
+        raise ValueError("several workers need their MultiWorkerMirroredStrategy")
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    batch = worker_batch(tcfg, workers=group.count)
 
     features = open_features(features_dir)
     labels = features.labels
@@ -153,7 +176,7 @@ def train_model(
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(int(tcfg["seed"]))
 
-    run_key = resume_key(cfg, features)
+    run_key = resume_key(cfg, features, workers=group.count)
     state = load_state(checkpoint_dir, run_key)
     if state is None:
         state = {
@@ -168,15 +191,13 @@ def train_model(
             "history": [],
             "epoch_timings": [],
         }
-        model = build_model(n_mels=features.n_mels, n_labels=len(labels), multilabel=multilabel)
-        steps_per_epoch = math.ceil(
-            len(train_clips) * int(tcfg["segments_per_clip"]) / int(tcfg["batch_size"])
-        )
+        train_examples = len(train_clips) * int(tcfg["segments_per_clip"])
+        steps_per_epoch = math.ceil((train_examples // group.count) / batch["per_worker"])
         # Cosine decay over the configured epochs (or more, when --epochs asks for more): large
         # steps early, small ones at the end, where the validation loss otherwise jumps around.
         # The schedule is part of the optimizer, so a resumed run keeps the one it started with.
         schedule = keras.optimizers.schedules.CosineDecay(
-            float(tcfg["learning_rate"]),
+            batch["learning_rate"],
             decay_steps=max(epochs, int(tcfg["epochs"])) * steps_per_epoch,
             alpha=0.05,
         )
@@ -191,11 +212,15 @@ def train_model(
         else:
             loss = keras.losses.SparseCategoricalCrossentropy()
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss, metrics=metrics
-        )
+        with scope:
+            model = build_model(n_mels=features.n_mels, n_labels=len(labels), multilabel=multilabel)
+            model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss, metrics=metrics
+            )
     else:
-        model = keras.models.load_model(checkpoint_dir / state["checkpoint"])
+        # Every worker loads the same checkpoint (the chief wrote it).
+        with scope:
+            model = keras.models.load_model(checkpoint_dir / state["checkpoint"])
         log.info(
             "resuming from %s: %d epoch(s) done",
             checkpoint_dir / state["checkpoint"],
@@ -206,26 +231,50 @@ def train_model(
         print(f"train: resuming after epoch {resumed_from} from {checkpoint_dir}", flush=True)
 
     seed = int(tcfg["seed"])
+    shard = (group.index, group.count)
     train_sampler = SegmentSampler(
         features=features,
         clips=train_clips,
         segments_per_clip=int(tcfg["segments_per_clip"]),
         seed=seed,
         shuffle=True,
+        shard=shard,
     )
     valid_sampler = SegmentSampler(
-        features=features, clips=valid_clips, segments_per_clip=None, seed=seed, shuffle=False
+        features=features,
+        clips=valid_clips,
+        segments_per_clip=None,
+        seed=seed,
+        shuffle=False,
+        shard=shard,
     )
-    batch_size = int(tcfg["batch_size"])
-    train_ds = make_dataset(
-        train_sampler,
-        mean=mean,
-        std=std,
-        batch_size=batch_size,
-        spec_augment=tcfg["spec_augment"],
-        crop_frames=round(TRAIN_CROP_FRACTION * features.n_frames),
-    )
-    valid_ds = make_dataset(valid_sampler, mean=mean, std=std, batch_size=batch_size)
+    batch_size = batch["per_worker"]
+    crop_frames = round(TRAIN_CROP_FRACTION * features.n_frames)
+
+    def train_data(context=None):
+        return make_dataset(
+            train_sampler,
+            mean=mean,
+            std=std,
+            batch_size=batch_size,
+            spec_augment=tcfg["spec_augment"],
+            crop_frames=crop_frames,
+        )
+
+    def valid_data(context=None):
+        return make_dataset(valid_sampler, mean=mean, std=std, batch_size=batch_size)
+
+    allreduce = 0.0
+    gradient_values = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    if strategy is None:
+        train_ds, valid_ds = train_data(), valid_data()
+    else:
+        # Each worker's pipeline reads only its shard of the plan (the samplers above), so the
+        # datasets come from functions, one per worker, with no automatic re-sharding.
+        train_ds = strategy.distribute_datasets_from_function(train_data)
+        valid_ds = strategy.distribute_datasets_from_function(valid_data)
+        build_for_distribution(model, input_spec=train_data().element_spec)
+        allreduce = allreduce_seconds(strategy, n_values=gradient_values)
 
     record = TrainingRecord(
         checkpoint_dir=checkpoint_dir,
@@ -234,6 +283,8 @@ def train_model(
         batch_size=batch_size,
         patience=int(tcfg["patience"]),
         max_seconds=max_seconds,
+        strategy=strategy,
+        chief=group.is_chief,
     )
     if state["stopped"] == "early_stopping":
         print(
@@ -251,20 +302,45 @@ def train_model(
             f"train: {len(train_clips)} train clips x {train_sampler.segments_per_clip} segments, "
             f"{len(valid_sampler)} valid segments, {len(labels)} labels, epochs "
             f"{resumed_from + 1}..{epochs}, threads intra={threads.get('intra_op')} "
-            f"inter={threads.get('inter_op')}, {device['device']}",
+            f"inter={threads.get('inter_op')}, {device['device']}"
+            + (
+                f", worker {group.index + 1} of {group.count} (global batch {batch['global']}, "
+                f"learning rate {batch['learning_rate']:.3g})"
+                if group.distributed
+                else ""
+            ),
             flush=True,
         )
-        model.fit(
-            train_ds,
-            validation_data=valid_ds,
-            epochs=epochs,
-            initial_epoch=resumed_from,
-            callbacks=[record],
-            shuffle=False,  # the sampler shuffles, reproducibly per epoch
-            verbose=verbose,
-        )
+        try:
+            model.fit(
+                train_ds,
+                validation_data=valid_ds,
+                epochs=epochs,
+                initial_epoch=resumed_from,
+                callbacks=[record],
+                shuffle=False,  # the sampler shuffles, reproducibly per epoch
+                verbose=verbose,
+            )
+        except tf.errors.OpError as exc:
+            if not group.distributed:
+                raise
+            raise StageError(
+                lost_worker_message(exc, state=state, checkpoint_dir=checkpoint_dir)
+            ) from None
     if state["stopped"] is None:
         state["stopped"] = "epochs"
+    if not group.is_chief:
+        # The chief exports; the other workers' part ends with the last collective step.
+        print(f"train: worker {group.index} done", flush=True)
+        return TrainResult(
+            model_dir=out,
+            epochs_done=int(state["epochs_done"]),
+            best_epoch=int(state["best_epoch"]),
+            stopped=str(state["stopped"]),
+            resumed_from=resumed_from,
+            history=state["history"],
+            timings={},
+        )
 
     if state["best_epoch"] == 0:
         raise DatasetError(f"{out}: no epoch completed; nothing to export")
@@ -307,6 +383,14 @@ def train_model(
         resumed_from=resumed_from,
         batch_size=batch_size,
     )
+    if group.distributed:
+        timings["workers"] = workers_timings(
+            group,
+            batch=batch,
+            allreduce=allreduce,
+            gradient_values=gradient_values,
+            epoch_timings=state["epoch_timings"],
+        )
     write_json(out / "timings.json", timings)
     best = state["history"][state["best_epoch"] - 1]
     print(
@@ -329,16 +413,18 @@ def train_model(
 # --------------------------------------------------------------------------- checkpoints
 
 
-def resume_key(cfg: Mapping[str, Any], features: FeatureSet) -> str:
+def resume_key(cfg: Mapping[str, Any], features: FeatureSet, *, workers: int = 1) -> str:
     """Identity of a training run: its features and every ``train`` setting that shapes the weights.
 
     The features count by content, not only by settings: the index (which clips, splits and
     rows) and the marker's creation time, so a regenerated feature directory never resumes
-    checkpoints trained on the previous one.
+    checkpoints trained on the previous one. The number of data-parallel ``workers`` counts
+    too: it sets the global batch and the learning-rate schedule.
     """
     import hashlib
 
     shaping = {k: v for k, v in cfg["train"].items() if k not in RUN_LENGTH_KEYS}
+    shaping["workers"] = int(workers)
     index = hashlib.sha256((features.path / "index.csv").read_bytes()).hexdigest()
     identity = {
         "config_hash": features.info["config_hash"],
@@ -390,7 +476,13 @@ class TrainingRecord(keras.callbacks.Callback):
     patience : int
         Stop after this many epochs without a lower validation loss.
     max_seconds : float or None
-        Stop (mid-epoch if need be) once this run has trained this long.
+        Stop (mid-epoch if need be) once this run has trained this long. With several workers
+        the limit is checked at the end of each epoch, and all workers stop together.
+    strategy : tf.distribute.Strategy or None
+        Several workers: the per-epoch bookkeeping gathers every worker's figures, and
+        decisions are taken alike on all workers.
+    chief : bool
+        Only the chief writes checkpoints.
     """
 
     def __init__(
@@ -402,8 +494,12 @@ class TrainingRecord(keras.callbacks.Callback):
         batch_size: int,
         patience: int,
         max_seconds: float | None,
+        strategy=None,
+        chief: bool = True,
     ) -> None:
         super().__init__()
+        self.strategy = strategy
+        self.chief = chief
         self.checkpoint_dir = Path(checkpoint_dir)
         self.state = state
         self.sampler = sampler
@@ -423,7 +519,8 @@ class TrainingRecord(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._steps += 1
         if (
-            self.max_seconds is not None
+            self.strategy is None
+            and self.max_seconds is not None
             and time.perf_counter() - self._run_start >= self.max_seconds
         ):
             self.hit_time_limit = True
@@ -439,10 +536,30 @@ class TrainingRecord(keras.callbacks.Callback):
         seconds = now - self._epoch_start
         train_seconds = self._train_seconds if self._train_seconds is not None else seconds
         samples = min(self._steps * self.batch_size, len(self.sampler))
+        complete = samples == len(self.sampler)
+        per_worker = None
+        if self.strategy is not None:
+            # Every worker's figures, on every worker (a collective: all workers are here).
+            rows = gather_rows(
+                self.strategy,
+                [samples, self.sampler.yielded, self.sampler.yielded_digest, train_seconds],
+            )
+            samples = int(rows[:, 0].sum())
+            train_seconds = float(rows[:, 3].max())  # the step is as slow as the slowest worker
+            per_worker = {
+                "worker_samples": [int(v) for v in rows[:, 1]],
+                "worker_digests": [int(v) for v in rows[:, 2]],
+                "worker_train_seconds": [round(float(v), 4) for v in rows[:, 3]],
+            }
+            if self.max_seconds is not None:
+                elapsed = time.perf_counter() - self._run_start
+                self.hit_time_limit = any_worker(self.strategy, elapsed >= self.max_seconds)
+                if self.hit_time_limit:
+                    self.model.stop_training = True
         state = self.state
         entry = {"epoch": epoch + 1, "learning_rate": _learning_rate(self.model)}
         entry.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
-        entry["complete"] = samples == len(self.sampler)
+        entry["complete"] = complete
         state["history"].append(entry)
         state["epoch_timings"].append(
             {
@@ -454,6 +571,7 @@ class TrainingRecord(keras.callbacks.Callback):
                 if train_seconds > 0
                 else None,
                 "warmup": self._first_epoch_of_run,
+                **(per_worker or {}),
             }
         )
         self._first_epoch_of_run = False
@@ -468,9 +586,10 @@ class TrainingRecord(keras.callbacks.Callback):
             state["best_val_loss"] = float(val_loss)
             state["best_epoch"] = epoch + 1
             state["wait"] = 0
-            # A whole .keras file: atomic_path keeps its suffix (save_weights wants ".weights.h5").
-            with atomic_path(self.checkpoint_dir / "best.keras") as tmp:
-                self.model.save(tmp)
+            if self.chief:
+                # A whole .keras file: atomic_path keeps its suffix (save_weights wants ".weights.h5").
+                with atomic_path(self.checkpoint_dir / "best.keras") as tmp:
+                    self.model.save(tmp)
         else:
             state["wait"] += 1
             if state["wait"] >= self.patience:
@@ -489,6 +608,9 @@ class TrainingRecord(keras.callbacks.Callback):
     def _save_checkpoint(self, epoch: int) -> None:
         name = f"epoch-{epoch:04d}.keras"
         previous = self.state.get("checkpoint")
+        if not self.chief:
+            self.state["checkpoint"] = name
+            return
         with atomic_path(self.checkpoint_dir / name) as tmp:
             self.model.save(tmp)
         self.state["checkpoint"] = name
@@ -505,6 +627,86 @@ def _learning_rate(model) -> float | None:
         return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     except (AttributeError, TypeError, ValueError):
         return None
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def worker_batch(tcfg: Mapping[str, Any], *, workers: int) -> dict[str, Any]:
+    """Per-worker and global batch and the learning rate for ``workers`` data-parallel workers.
+
+    ``train.worker_batch``: ``per_worker`` (each worker takes ``batch_size``) or ``split``
+    (``batch_size`` is the global batch). ``train.learning_rate_scaling`` (``sqrt``,
+    ``linear``, ``none``) scales ``learning_rate`` by global batch / ``batch_size``.
+    """
+    size = int(tcfg["batch_size"])
+    per_worker = max(1, size // workers) if tcfg["worker_batch"] == "split" else size
+    total = per_worker * workers
+    factor = {"sqrt": math.sqrt, "linear": float, "none": lambda _: 1.0}[
+        tcfg["learning_rate_scaling"]
+    ](total / size)
+    return {
+        "per_worker": per_worker,
+        "global": total,
+        "learning_rate": float(tcfg["learning_rate"]) * factor,
+    }
+
+
+def lost_worker_message(exc: Exception, *, state: Mapping[str, Any], checkpoint_dir: Path) -> str:
+    """One clear line for a collective that failed because another worker went away."""
+    first = str(getattr(exc, "message", exc)).strip().splitlines()
+    reason = next((line for line in first if "unhealthy" in line or "heartbeat" in line), None)
+    reason = reason or (first[0] if first else type(exc).__name__)
+    done = int(state.get("epochs_done", 0))
+    where = (
+        f"the chief's checkpoint after epoch {done} in {checkpoint_dir} is kept: "
+        "start all workers again to resume from it"
+        if done
+        else "no epoch was completed: start all workers again"
+    )
+    return f"lost contact with another worker ({reason.rstrip('.:')}); {where}"
+
+
+def workers_timings(
+    group: WorkerGroup,
+    *,
+    batch: Mapping[str, Any],
+    allreduce: float,
+    gradient_values: int,
+    epoch_timings: list[dict],
+) -> dict:
+    """The ``workers`` part of ``timings.json`` (docs/distributed.md)."""
+    steady = [e for e in epoch_timings if not e["warmup"] and "worker_samples" in e] or [
+        e for e in epoch_timings if "worker_samples" in e
+    ]
+    per_worker = []
+    for k in range(group.count):
+        samples = sum(e["worker_samples"][k] for e in steady)
+        seconds = sum(e["worker_train_seconds"][k] for e in steady)
+        per_worker.append(
+            {
+                "worker": k,
+                "address": group.addresses[k] if k < len(group.addresses) else None,
+                "samples": samples,
+                "train_seconds": round(seconds, 3),
+                "samples_per_second": round(samples / seconds, 2) if seconds > 0 else 0.0,
+            }
+        )
+    train_seconds = sum(e["train_seconds"] for e in steady)
+    steps = sum(math.ceil(e["worker_samples"][0] / batch["per_worker"]) for e in steady)
+    return {
+        **describe_group(group),
+        "per_worker_batch_size": batch["per_worker"],
+        "global_batch_size": batch["global"],
+        "learning_rate": round(batch["learning_rate"], 8),
+        "gradient_values": int(gradient_values),
+        "allreduce_seconds": round(allreduce, 6),
+        "steps": steps,
+        "allreduce_fraction": round(min(1.0, allreduce * steps / train_seconds), 4)
+        if train_seconds > 0
+        else 0.0,
+        "per_worker": per_worker,
+    }
 
 
 # --------------------------------------------------------------------------- export and records

@@ -7,6 +7,7 @@ Outputs are keyed so that a change reruns only what depends on it:
     {results}/{dataset}/manifest.csv, manifest.json
     {results}/{dataset}/features/{fhash}/ranks{n}/         one spectrogram job per rank count
     {results}/{dataset}/models/{fhash}-{thash}/bench/threads{n}/   thread-sweep training runs
+    {results}/{dataset}/models/{fhash}-{thash}/bench/workers{n}/   workers-sweep training runs
     {results}/{dataset}/models/{fhash}-{thash}/model/      the production model
     {results}/{dataset}/models/{fhash}-{thash}/eval/       metrics.json, confusion.png
     {results}/{dataset}/report/                            speed-up report (report.html, ...)
@@ -35,12 +36,22 @@ from genreflow.config import FEATURE_SECTIONS, config_hash, validate_config
 # Cross-field checks (fmax vs Nyquist, split fractions...) that a JSON schema cannot express.
 validate_config(config, source="snakemake config")
 
-#: Keys of ``train`` that change only speed, not the model: they do not enter ``thash``.
-TRAIN_SPEED_KEYS = ("threads", "production_threads", "inter_op_threads", "bench_epochs")
+#: Keys of ``train`` that choose how and where training runs, not what it learns from: they do
+#: not enter ``thash``. (The worker count changes the global batch, so the production model;
+#: it stays out of the folder name, and the `train` rule reruns through its params instead.)
+TRAIN_SPEED_KEYS = (
+    "threads",
+    "production_threads",
+    "inter_op_threads",
+    "bench_epochs",
+    "workers",
+    "bench_workers",
+    "port_base",
+)
 
-#: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``): a change
-#: to them does not touch the training snapshot.
-TRAIN_CLI_KEYS = ("threads", "production_threads", "bench_epochs")
+#: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``,
+#: ``--workers``): a change to them does not touch the training snapshot.
+TRAIN_CLI_KEYS = ("threads", "production_threads", "bench_epochs", "workers", "bench_workers")
 
 #: Keys of ``preprocess`` that choose which jobs run, not what one job writes.
 PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks")
@@ -127,8 +138,22 @@ def timing_threads(n: int) -> int:
     return max(int(n), TIMING_CORES)
 
 
-BENCH_THREADS = sorted(config["train"]["threads"])
 PRODUCTION_THREADS = config["train"]["production_threads"]
+TRAIN_WORKERS = config["train"]["workers"]
+BENCH_WORKERS = sorted(config["train"]["bench_workers"])
+# The workers sweep's 1-worker point is the thread sweep's run with production_threads.
+BENCH_THREADS = sorted(
+    set(config["train"]["threads"]) | ({PRODUCTION_THREADS} if BENCH_WORKERS else set())
+)
+
+
+def worker_launcher() -> str:
+    """How a multi-worker training job starts its workers (the ``mpi`` resource).
+
+    Locally nothing: ``genreflow train --workers N`` starts N processes on loopback itself.
+    The slurm profile sets ``srun`` (one worker per SLURM task of the job).
+    """
+    return ""
 
 
 def features_marker(ranks: int | str) -> str:
@@ -212,6 +237,7 @@ def stage_targets() -> list[str]:
     ranks = sorted(set(TIMING_RANKS) | {PRODUCTION_RANKS})
     targets = [features_marker(n) for n in ranks]
     targets += [f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in BENCH_THREADS]
+    targets += [f"{MODELS_DIR}/bench/workers{n}/timings.json" for n in BENCH_WORKERS]
     targets += [
         f"{MODELS_DIR}/model/model.keras",
         f"{MODELS_DIR}/eval/metrics.json",

@@ -30,28 +30,101 @@ rule train_bench:
         " > {log:q} 2>&1"
 
 
-rule train:
-    """The production model, trained on the production features."""
+rule train_bench_workers:
+    """A short training run with N >= 2 data-parallel workers: one per count in train.bench_workers."""
     input:
         features=PRODUCTION_FEATURES,
         config=TRAIN_CONFIG,
     output:
-        model=f"{MODELS_DIR}/model/model.keras",
-        meta=f"{MODELS_DIR}/model/genreflow.json",
-        history=f"{MODELS_DIR}/model/history.json",
-        timings=f"{MODELS_DIR}/model/timings.json",
+        model=f"{MODELS_DIR}/bench/workers{{workers}}/model.keras",
+        meta=f"{MODELS_DIR}/bench/workers{{workers}}/genreflow.json",
+        history=f"{MODELS_DIR}/bench/workers{{workers}}/history.json",
+        timings=f"{MODELS_DIR}/bench/workers{{workers}}/timings.json",
     log:
-        f"{LOG_DIR}/train.log",
+        f"{LOG_DIR}/train_bench/workers{{workers}}.log",
     benchmark:
-        f"{BENCH_DIR}/train.tsv"
+        f"{BENCH_DIR}/train_bench/workers{{workers}}.tsv"
+    wildcard_constraints:
+        workers=r"[2-9]|[1-9][0-9]+",
     conda:
         "../envs/genreflow.yaml"
-    threads: PRODUCTION_THREADS
+    threads: lambda wildcards: timing_threads(int(wildcards.workers) * PRODUCTION_THREADS)
+    # On SLURM: one task per worker (`mpi` is the launcher the profile sets: srun).
     resources:
+        tasks=lambda wildcards: int(wildcards.workers),
         cpus_per_task=PRODUCTION_THREADS,
+        mpi=worker_launcher(),
     params:
         features=lambda wildcards, input: os.path.dirname(input.features),
         out=lambda wildcards, output: os.path.dirname(output.timings),
+        epochs=config["train"]["bench_epochs"],
     shell:
-        "genreflow train --features {params.features:q} --out {params.out:q}"
-        " --config {input.config:q} --threads {threads} > {log:q} 2>&1"
+        "{resources.mpi} genreflow train --features {params.features:q} --out {params.out:q}"
+        " --config {input.config:q} --threads {PRODUCTION_THREADS} --workers {wildcards.workers}"
+        " --epochs {params.epochs} > {log:q} 2>&1"
+
+
+# The production model. With train.workers > 1 it is one job of `workers` tasks (the SLURM
+# executor wants an MPI-style launcher for that, and rejects one with a single task), so the
+# rule comes in two forms.
+if TRAIN_WORKERS == 1:
+
+    rule train:
+        """The production model, trained on the production features."""
+        input:
+            features=PRODUCTION_FEATURES,
+            config=TRAIN_CONFIG,
+        output:
+            model=f"{MODELS_DIR}/model/model.keras",
+            meta=f"{MODELS_DIR}/model/genreflow.json",
+            history=f"{MODELS_DIR}/model/history.json",
+            timings=f"{MODELS_DIR}/model/timings.json",
+        log:
+            f"{LOG_DIR}/train.log",
+        benchmark:
+            f"{BENCH_DIR}/train.tsv"
+        conda:
+            "../envs/genreflow.yaml"
+        threads: PRODUCTION_THREADS
+        resources:
+            cpus_per_task=PRODUCTION_THREADS,
+        params:
+            features=lambda wildcards, input: os.path.dirname(input.features),
+            out=lambda wildcards, output: os.path.dirname(output.timings),
+            workers=TRAIN_WORKERS,
+        shell:
+            "genreflow train --features {params.features:q} --out {params.out:q}"
+            " --config {input.config:q} --threads {threads} --workers {params.workers}"
+            " > {log:q} 2>&1"
+
+else:
+
+    rule train_workers:
+        """The production model, trained by train.workers data-parallel workers."""
+        input:
+            features=PRODUCTION_FEATURES,
+            config=TRAIN_CONFIG,
+        output:
+            model=f"{MODELS_DIR}/model/model.keras",
+            meta=f"{MODELS_DIR}/model/genreflow.json",
+            history=f"{MODELS_DIR}/model/history.json",
+            timings=f"{MODELS_DIR}/model/timings.json",
+        log:
+            f"{LOG_DIR}/train.log",
+        benchmark:
+            f"{BENCH_DIR}/train.tsv"
+        conda:
+            "../envs/genreflow.yaml"
+        threads: min(TRAIN_WORKERS * PRODUCTION_THREADS, TIMING_CORES)
+        resources:
+            tasks=TRAIN_WORKERS,
+            cpus_per_task=PRODUCTION_THREADS,
+            mpi=worker_launcher(),
+        params:
+            features=lambda wildcards, input: os.path.dirname(input.features),
+            out=lambda wildcards, output: os.path.dirname(output.timings),
+            workers=TRAIN_WORKERS,
+        shell:
+            "{resources.mpi} genreflow train --features {params.features:q}"
+            " --out {params.out:q} --config {input.config:q} --threads {PRODUCTION_THREADS}"
+            " --workers {params.workers} > {log:q} 2>&1"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from genreflow.commands._common import add_config_arguments, config_from_args
 
@@ -41,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop after this many seconds of training (none given: config train.max_seconds)",
     )
+    parser.add_argument(
+        "--workers",
+        metavar="auto|N",
+        default="auto",
+        help="data-parallel workers (docs/distributed.md): auto = as many as the environment "
+        "has (TF_CONFIG, or the tasks of an `srun` step; else 1); N > 1 without either starts "
+        "N local workers on 127.0.0.1",
+    )
     add_config_arguments(parser)
 
 
@@ -55,12 +65,25 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ConfigError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    requested = parse_workers(args.workers)
+    if requested is not None and requested > 1 and not os.environ.get("TF_CONFIG"):
+        from genreflow.distributed import detect_workers
+
+        if detect_workers(requested=None).source == "single":
+            from genreflow.launch import run_local_workers
+
+            return run_local_workers(worker_command(args), count=requested)
+    from genreflow.distributed import build_strategy, detect_workers
+
+    group = detect_workers(requested=requested)
     intra = args.threads or cfg["train"]["production_threads"]
     inter = cfg["train"]["inter_op_threads"]
     # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
     set_thread_env(intra_op=intra, inter_op=inter)
     keep_freed_memory()
     threads = configure_tensorflow(intra_op=intra, inter_op=inter)
+    # The strategy right after the thread settings: it starts TensorFlow's runtime.
+    strategy, group = build_strategy(group, port_base=cfg["train"]["port_base"])
 
     from genreflow.train import train_model
 
@@ -71,5 +94,37 @@ def run(args: argparse.Namespace) -> int:
         threads=threads,
         epochs=args.epochs,
         max_seconds=args.max_seconds,
+        workers=group,
+        strategy=strategy,
     )
     return 0
+
+
+def parse_workers(value: str) -> int | None:
+    """``--workers``: ``auto`` -> None, else a count >= 1."""
+    from genreflow.errors import ConfigError
+
+    if value == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"--workers must be 'auto' or an integer >= 1, got '{value}'")
+    return count
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The command line each local worker runs: this one, rebuilt from ``args``."""
+    command = [sys.executable, "-m", "genreflow", "train"]
+    command += ["--features", args.features, "--out", args.out, "--workers", args.workers]
+    for option in ("threads", "epochs", "max_seconds"):
+        value = getattr(args, option)
+        if value is not None:
+            command += [f"--{option.replace('_', '-')}", str(value)]
+    if args.config:
+        command += ["--config", str(args.config)]
+    for setting in args.overrides:
+        command += ["--set", setting]
+    return command

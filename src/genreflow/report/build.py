@@ -24,6 +24,7 @@ MAX_EPOCH_SERIES = 8
 PLACEHOLDER_SECTIONS = {
     "scaling_ranks": "spectrograms",
     "scaling_threads": "train",
+    "scaling_workers": "train",
     "load_balance": "load_balance",
     "training_curves": "training_curves",
     "confusion": "quality",
@@ -130,6 +131,12 @@ def _draw(summary: dict, collected, out: Path) -> dict[str, str]:
     if threads:
         draw.plot_thread_scaling(sweeps=threads, path=out / PLOT_FILES["scaling_threads"])
         drawn["scaling_threads"] = PLOT_FILES["scaling_threads"]
+    workers = [s for s in summary["stages"] if s["stage"] == "train_workers"]
+    if workers:
+        draw.plot_thread_scaling(
+            sweeps=workers, path=out / PLOT_FILES["scaling_workers"], axis="workers"
+        )
+        drawn["scaling_workers"] = PLOT_FILES["scaling_workers"]
     if summary["load_balance"]:
         entry = max(summary["load_balance"], key=lambda e: (e["n_ranks"], e["path"]))
         draw.plot_load_balance(entry=entry, path=out / PLOT_FILES["load_balance"])

@@ -121,6 +121,7 @@ class TrainRun:
     config_hash: str | None
     cores: int | None
     cores_source: str | None
+    allreduce_fraction: float | None = None
 
     @property
     def steady_epochs(self) -> tuple[EpochTiming, ...]:
@@ -495,11 +496,21 @@ def read_train_timings(
         epochs=tuple(epochs),
         total_seconds=_number(data.get("total_seconds")),
         samples_per_second=_number(data.get("samples_per_second")),
-        workers=_count(data.get("workers")) or max(len(set(hosts)), 1),
+        workers=_worker_count(data.get("workers")) or max(len(set(hosts)), 1),
+        allreduce_fraction=_number((data.get("workers") or {}).get("allreduce_fraction"))
+        if isinstance(data.get("workers"), dict)
+        else None,
         config_hash=config_hash,
         cores=cores,
         cores_source=cores_source,
     )
+
+
+def _worker_count(value: Any) -> int | None:
+    # Data-parallel runs record {"count": N, ...}; older files a bare number.
+    if isinstance(value, dict):
+        return _count(value.get("count"))
+    return _count(value)
 
 
 def read_history(path: Path) -> History:

@@ -21,6 +21,7 @@ from genreflow.report.summary import (
 PLOT_FILES = {
     "scaling_ranks": "scaling_ranks.png",
     "scaling_threads": "scaling_threads.png",
+    "scaling_workers": "scaling_workers.png",
     "load_balance": "load_balance.png",
     "training_curves": "training_curves.png",
     "confusion": "confusion.png",
@@ -52,6 +53,8 @@ def report_blocks(summary: Mapping[str, Any], *, plots: Mapping[str, str]) -> li
     blocks += _sweep_section(summary, "spectrograms", plots, notes["spectrograms"])
     blocks += _load_balance_section(summary, plots, notes["load_balance"])
     blocks += _sweep_section(summary, "train", plots, notes["train"])
+    if any(s["stage"] == "train_workers" for s in summary["stages"]):
+        blocks += _sweep_section(summary, "train_workers", plots, [])
     blocks += _curves_section(summary, plots, notes["training_curves"])
     blocks += _quality_section(summary, plots, notes["quality"])
     blocks += _benchmark_section(summary, notes["benchmarks"])
@@ -182,6 +185,18 @@ def _sweep_section(
             "per core",
             "hosts",
         )
+    elif stage == "train_workers":
+        blocks = [Heading("Training: scaling with data-parallel workers")]
+        header = (
+            "workers",
+            "runs",
+            "samples / s",
+            "all-reduce share",
+            "speed-up",
+            "efficiency",
+            "per core",
+            "configuration",
+        )
     else:
         blocks = [Heading("Training: scaling with threads")]
         header = (
@@ -215,6 +230,18 @@ def _sweep_section(
                         ", ".join(p["hosts"]) or "unknown",
                     )
                 )
+            elif stage == "train_workers":
+                share = p["allreduce_fraction"]
+                rows.append(
+                    (
+                        count,
+                        str(p["runs"]),
+                        f"{p['samples_per_second']:.1f}",
+                        format_percent(share) if share is not None else "n/a",
+                        *ratios,
+                        p["config"],
+                    )
+                )
             else:
                 rate = p["samples_per_second"]
                 rows.append(
@@ -233,7 +260,9 @@ def _sweep_section(
         )
         if s["fit"]["serial_fraction"] is not None:  # else the notes say why there is none
             blocks.append(Paragraph(_fit_text(s)))
-    key = "scaling_ranks" if stage == "spectrograms" else "scaling_threads"
+    key = {"spectrograms": "scaling_ranks", "train_workers": "scaling_workers"}.get(
+        stage, "scaling_threads"
+    )
     if key in plots:
         what = "MPI startup shown separately" if stage == "spectrograms" else "throughput"
         blocks.append(

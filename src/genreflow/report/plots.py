@@ -146,11 +146,13 @@ def plot_rank_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.Pat
     return _save(fig, path)
 
 
-def plot_thread_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """Training vs intra-op threads: speed-up, efficiency and samples per second."""
+def plot_thread_scaling(
+    *, sweeps: Sequence[Mapping[str, Any]], path: str | os.PathLike, axis: str = "threads"
+) -> Path:
+    """Training vs intra-op threads (or data-parallel ``axis="workers"``): speed-up, efficiency, samples/s."""
     fig = Figure(layout="constrained", figsize=(13, 4))
     ax_speed, ax_eff, ax_rate = fig.subplots(1, 3)
-    _scaling_panels(ax_speed, ax_eff, sweeps, "threads")
+    _scaling_panels(ax_speed, ax_eff, sweeps, axis)
     width = 0.8 / len(sweeps)
     labels: list[str] = []
     for i, sweep in enumerate(sweeps):
@@ -164,7 +166,7 @@ def plot_thread_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.P
             labels = [str(p["count"]) for p in points]
     ax_rate.set_xticks(np.arange(len(labels)))
     ax_rate.set_xticklabels(labels)
-    ax_rate.set_xlabel("threads")
+    ax_rate.set_xlabel(axis)
     ax_rate.set_ylabel("training samples / s (median)")
     ax_rate.set_title("throughput")
     if len(sweeps) > 1:

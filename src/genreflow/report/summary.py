@@ -40,7 +40,11 @@ REFERENCE = {
     "dataset": "GTZAN",
 }
 
-STAGE_TITLES = {"spectrograms": "spectrograms", "train": "training"}
+STAGE_TITLES = {
+    "spectrograms": "spectrograms",
+    "train": "training",
+    "train_workers": "training (data-parallel workers)",
+}
 
 
 def build_summary(collected, *, environment: Mapping[str, Any] | None = None) -> dict:
@@ -80,10 +84,13 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
             "no spectrogram timings found (no timings.json with stage 'spectrograms')"
         )
     train = _timed(collected, collected.train, lambda r: r.epoch_seconds, notes["train"])
-    if train:
-        for runs in _groups(train, key=lambda r: (r.config_hash, r.samples_per_epoch)):
+    single = [r for r in train if r.workers == 1]
+    if single:
+        for runs in _groups(single, key=lambda r: (r.config_hash, r.samples_per_epoch)):
             stages.append(_train_sweep(collected, runs, notes["train"]))
-    elif not collected.train:
+    for runs in _groups([r for r in train if r.workers > 1], key=lambda r: r.config_hash):
+        stages.append(_workers_sweep(collected, runs, single, notes["train"]))
+    if not collected.train:
         notes["train"].append("no training timings found (no timings.json with stage 'train')")
 
     load_balance = [_load_balance(collected, run) for run in collected.spectrograms if run.ranks]
@@ -249,6 +256,56 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         cores_source=cores_source,
     )
     _sweep_notes(entry, notes, unit="threads")
+    return entry
+
+
+def _workers_sweep(collected, runs: Sequence, single: Sequence, notes: list[str]) -> dict:
+    """Training throughput vs data-parallel workers, each with the same threads.
+
+    The 1-worker point is the thread sweep's run with those threads on the same features.
+    Times are seconds per training sample (1 / samples per second): with several workers an
+    epoch can hold a few samples less (the plan is cut to a multiple of the workers).
+    """
+    from genreflow.report.scaling import scaling
+
+    threads = {r.intra_op for r in runs}
+    base = [r for r in single if r.config_hash == runs[0].config_hash and r.intra_op in threads]
+    every = [r for r in [*base, *runs] if r.throughput]
+    cores, cores_source = _cores(every)
+    result = scaling(
+        counts=[r.workers for r in every], times=[1.0 / r.throughput for r in every], cores=cores
+    )
+    points = []
+    for p in result.points:
+        at = [r for r in every if r.workers == p.count]
+        shares = [r.allreduce_fraction for r in at if r.allreduce_fraction is not None]
+        hosts = [r.host for r in at if r.host]
+        points.append(
+            {
+                **_point_dict(p),
+                "samples_per_second": statistics.median(r.throughput for r in at),
+                "allreduce_fraction": statistics.median(shares) if shares else None,
+                "epochs": sum(len(r.epochs) for r in at),
+                "hosts": sorted(set(hosts)),
+                "config": f"{_plural(p.count, 'worker')} x "
+                f"{'/'.join(str(t) for t in sorted({r.intra_op for r in at}))} thread(s)"
+                + f", {_hosts_text(hosts)}",
+                "runs_paths": [collected.relative(r.path) for r in at],
+            }
+        )
+    entry = _sweep_entry(
+        stage="train_workers",
+        axis="workers",
+        metric="seconds per training sample (1 / samples per second of the epochs after the "
+        "first; all workers together)",
+        group=_common_folder(collected, every),
+        task="training, " + _plural(min(threads), "thread") + " per worker",
+        result=result,
+        points=points,
+        cores=cores,
+        cores_source=cores_source,
+    )
+    _sweep_notes(entry, notes, unit="workers")
     return entry
 
 
