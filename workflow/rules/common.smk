@@ -51,7 +51,13 @@ TRAIN_SPEED_KEYS = (
 
 #: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``,
 #: ``--workers``): a change to them does not touch the training snapshot.
-TRAIN_CLI_KEYS = ("threads", "production_threads", "bench_epochs", "workers", "bench_workers")
+TRAIN_CLI_KEYS = (
+    "threads",
+    "production_threads",
+    "bench_epochs",
+    "workers",
+    "bench_workers",
+)
 
 #: Keys of ``preprocess`` that choose which jobs run, not what one job writes.
 PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks")
@@ -154,6 +160,14 @@ def worker_launcher() -> str:
     The slurm profile sets ``srun`` (one worker per SLURM task of the job).
     """
     return ""
+
+
+def worker_launch_command(wildcards, resources) -> str:
+    """``srun ... -n <tasks>`` under SLURM (the job step does not pass its task count on to a
+    nested srun), nothing locally."""
+    if not resources.mpi:
+        return ""
+    return f"{resources.mpi} -n {resources.tasks}"
 
 
 def features_marker(ranks: int | str) -> str:

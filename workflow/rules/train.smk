@@ -58,9 +58,11 @@ rule train_bench_workers:
         features=lambda wildcards, input: os.path.dirname(input.features),
         out=lambda wildcards, output: os.path.dirname(output.timings),
         epochs=config["train"]["bench_epochs"],
+        threads=PRODUCTION_THREADS,
+        launch=worker_launch_command,
     shell:
-        "{resources.mpi} genreflow train --features {params.features:q} --out {params.out:q}"
-        " --config {input.config:q} --threads {PRODUCTION_THREADS} --workers {wildcards.workers}"
+        "{params.launch} genreflow train --features {params.features:q} --out {params.out:q}"
+        " --config {input.config:q} --threads {params.threads} --workers {wildcards.workers}"
         " --epochs {params.epochs} > {log:q} 2>&1"
 
 
@@ -124,7 +126,9 @@ else:
             features=lambda wildcards, input: os.path.dirname(input.features),
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
+            threads=PRODUCTION_THREADS,
+            launch=worker_launch_command,
         shell:
-            "{resources.mpi} genreflow train --features {params.features:q}"
-            " --out {params.out:q} --config {input.config:q} --threads {PRODUCTION_THREADS}"
+            "{params.launch} genreflow train --features {params.features:q}"
+            " --out {params.out:q} --config {input.config:q} --threads {params.threads}"
             " --workers {params.workers} > {log:q} 2>&1"
