@@ -71,15 +71,26 @@ def demo_features(workdir: Path, *, clips_per_genre: int, seconds: float) -> Pat
 
 
 def train_once(
-    features: Path, out: Path, *, threads: int, epochs: int, settings: list[str]
+    features: Path,
+    out: Path,
+    *,
+    threads: int,
+    epochs: int,
+    settings: list[str],
+    extra: tuple[str, ...] = (),
 ) -> dict:
-    """One ``genreflow train`` run in a fresh process; returns its ``timings.json``."""
-    args = ["train", "--features", str(features), "--out", str(out)]
+    """One ``genreflow train`` run in a fresh process (+ ``extra`` options); its ``timings.json``."""
+    args = ["train", "--features", str(features), "--out", str(out), *extra]
     args += ["--threads", str(threads), "--epochs", str(epochs)]
     for setting in settings:
         args += ["--set", setting]
-    # The command sets the thread variables itself; drop any inherited ones.
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    # The command sets the thread variables itself; drop any inherited ones, and any worker
+    # discovery (TF_CONFIG, a SLURM step) that would join this run to others.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_NUM_THREADS") and k != "TF_CONFIG" and not k.startswith("SLURM_")
+    }
     started = time.perf_counter()
     genreflow(*args, env=env)
     timings = json.loads((out / "timings.json").read_text())

@@ -34,30 +34,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import DEFAULT_WORKDIR, demo_features, genreflow  # noqa: E402
+from bench_training import DEFAULT_WORKDIR, demo_features, train_once  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "workers.json"
-
-
-def train_once(
-    features: Path, out: Path, *, workers: int, threads: int, epochs: int, settings: list[str]
-) -> dict:
-    import json
-
-    args = ["train", "--features", str(features), "--out", str(out), "--workers", str(workers)]
-    args += ["--threads", str(threads), "--epochs", str(epochs)]
-    for setting in settings:
-        args += ["--set", setting]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith("_NUM_THREADS") and k != "TF_CONFIG" and not k.startswith("SLURM_")
-    }
-    started = time.perf_counter()
-    genreflow(*args, env=env)
-    timings = json.loads((out / "timings.json").read_text())
-    timings["process_seconds"] = time.perf_counter() - started
-    return timings
 
 
 def project(*, step_compute: float, allreduce_2: float, n: int) -> float:
@@ -102,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                 t = train_once(
                     features,
                     out,
-                    workers=n,
                     threads=args.threads,
                     epochs=args.epochs,
                     settings=args.settings,
+                    extra=("--workers", str(n)),
                 )
                 runs[n].append(t)
                 extra = ""

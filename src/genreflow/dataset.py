@@ -47,6 +47,11 @@ _CHUNK_ROWS = 256
 _DIGEST_PRIME = 2**31 - 1
 
 
+def _example_key(clip: int, within: int) -> int:
+    """One example's share of :meth:`SegmentSampler.digest`."""
+    return (int(clip) * 1_000_003 + int(within)) % _DIGEST_PRIME * 2_654_435_761 % _DIGEST_PRIME
+
+
 # --------------------------------------------------------------------------- clip tables
 
 
@@ -283,8 +288,7 @@ class SegmentSampler:
     def digest(pairs: np.ndarray) -> int:
         """Order-free checksum of some ``(clip position, row)`` pairs (sums of shards add up)."""
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        keys = (pairs[:, 0] * 1_000_003 + pairs[:, 1]) % _DIGEST_PRIME
-        return int((keys * 2_654_435_761 % _DIGEST_PRIME).sum())
+        return sum(_example_key(clip, within) for clip, within in pairs)
 
     def __call__(self) -> Iterator[tuple[np.ndarray, np.int64 | np.ndarray, np.ndarray]]:
         epoch = self.epoch
@@ -302,8 +306,7 @@ class SegmentSampler:
             shard = self.features.shard(clips.shards[clip])
             segment = np.array(shard[clips.row_start[clip] + within], dtype=np.float16)
             self.yielded += 1
-            key = (int(clip) * 1_000_003 + int(within)) % _DIGEST_PRIME
-            self.yielded_digest += key * 2_654_435_761 % _DIGEST_PRIME
+            self.yielded_digest += _example_key(clip, within)
             yield segment, targets[clip], seed
 
 
