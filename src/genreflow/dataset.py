@@ -31,6 +31,7 @@ __all__ = [
     "ClipTable",
     "FeatureSet",
     "SegmentSampler",
+    "balanced_class_weights",
     "band_statistics",
     "clip_table",
     "is_multilabel",
@@ -192,6 +193,22 @@ def band_statistics(features: FeatureSet, clips: ClipTable) -> tuple[np.ndarray,
     return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-3).astype(np.float32)
 
 
+def balanced_class_weights(clips: ClipTable, *, n_labels: int) -> np.ndarray:
+    """Loss weights that make every label weigh alike: ``n_clips / (n_present * count)``.
+
+    Returns
+    -------
+    np.ndarray, shape (n_labels,), float32
+        Mean 1 over the clips (each clip draws the same number of segments); 0 for labels
+        without clips.
+    """
+    counts = np.bincount(clips.labels, minlength=n_labels).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_labels)
+    weights[present] = len(clips) / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
 # --------------------------------------------------------------------------- segment sampling
 
 
@@ -321,8 +338,12 @@ def make_dataset(
     batch_size: int,
     spec_augment: Mapping[str, Any] | None = None,
     crop_frames: int | None = None,
+    gain_db: float = 0.0,
+    one_hot: int | None = None,
+    mixup: float = 0.0,
+    class_weights: np.ndarray | None = None,
 ):
-    """The ``tf.data`` pipeline over ``sampler``: read -> standardise (+ crop, SpecAugment) -> batch -> prefetch.
+    """The ``tf.data`` pipeline over ``sampler``: read -> standardise (+ augment) -> batch -> prefetch.
 
     Parameters
     ----------
@@ -336,13 +357,27 @@ def make_dataset(
     crop_frames : int or None
         Train on a random window of this many frames of each segment (a random time shift;
         the fully convolutional model still scores whole segments). ``None`` = whole segments.
+    gain_db : float
+        Shift each example by a random gain, uniform in ``[-gain_db, gain_db]`` dB, before
+        standardising, so that the recording level is not a cue. 0 = off.
+    one_hot : int or None
+        Single-label targets as one-hot float32 vectors of this length (soft targets for
+        label smoothing and mixup) instead of label indices.
+    mixup : float
+        Mixup's Beta(alpha, alpha) parameter (0 = off; needs one-hot or multi-hot targets):
+        each example is blended with another of its batch, ``lam * a + (1 - lam) * b`` for
+        inputs and targets, ``lam >= 0.5`` so that the example stays mostly itself.
+    class_weights : np.ndarray, shape (n_labels,), or None
+        Single-label data: each example's loss weight is its label's entry (blended like the
+        targets under mixup), so that every genre counts alike however many clips it has.
+        Batches are then ``(x, y, weight float32 (b,))``.
 
     Returns
     -------
     tf.data.Dataset
         Batches ``(x float32 (b, n_mels, frames, 1), y)``, ``frames`` = ``crop_frames`` or the
         segment length; ``y`` is int64 ``(b,)`` label indices, or float32 ``(b, n_labels)``
-        multi-hot targets for a multi-label clip table.
+        one-hot (``one_hot``) or multi-hot targets (a multi-label clip table).
     """
     import tensorflow as tf
 
@@ -357,9 +392,24 @@ def make_dataset(
     std_t = tf.constant(np.asarray(std, np.float32)[:, None])
     augment = dict(spec_augment) if spec_augment and spec_augment.get("enabled") else None
     crop = crop_frames if crop_frames and crop_frames < n_frames else None
+    if mixup and not (one_hot or clips.multilabel):
+        raise ValueError("mixup needs one-hot (one_hot=n_labels) or multi-hot targets")
+    weights_t = (
+        tf.constant(np.asarray(class_weights, np.float32))
+        if class_weights is not None and not clips.multilabel
+        else None
+    )
 
     def prepare(segment, label, seed):
-        x = (tf.cast(segment, tf.float32) - mean_t) / std_t
+        x = tf.cast(segment, tf.float32)
+        if gain_db:
+            x += tf.random.stateless_uniform(
+                [],
+                seed=tf.random.experimental.stateless_fold_in(seed, 2),
+                minval=-gain_db,
+                maxval=gain_db,
+            )
+        x = (x - mean_t) / std_t
         if crop:
             start = tf.random.stateless_uniform(
                 [],
@@ -373,7 +423,35 @@ def make_dataset(
             x = spec_augment_masks(
                 x, seed=seed, **{k: v for k, v in augment.items() if k != "enabled"}
             )
-        return x[..., tf.newaxis], label
+        weight = tf.gather(weights_t, label) if weights_t is not None else None
+        if one_hot and not clips.multilabel:
+            label = tf.one_hot(label, one_hot, dtype=tf.float32)
+        out = (x[..., tf.newaxis], label)
+        if weight is not None:
+            out += (weight,)
+        return (*out, seed) if mixup else out
+
+    def mix(x, y, *rest):
+        *weight, seeds = rest
+        # One draw per example from its own seed: reproducible whatever the batch composition.
+        gammas = [
+            tf.map_fn(
+                lambda s, k=k: tf.random.stateless_gamma(
+                    [], seed=tf.random.experimental.stateless_fold_in(s, 3 + k), alpha=mixup
+                ),
+                seeds,
+                fn_output_signature=tf.float32,
+            )
+            for k in range(2)
+        ]
+        lam = gammas[0] / (gammas[0] + gammas[1] + 1e-12)
+        lam = tf.maximum(lam, 1.0 - lam)
+        partner = tf.reverse(tf.range(tf.shape(x)[0]), [0])
+        x = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * tf.gather(x, partner)
+        y = lam[:, None] * y + (1.0 - lam[:, None]) * tf.gather(y, partner)
+        if weight:
+            return x, y, lam * weight[0] + (1.0 - lam) * tf.gather(weight[0], partner)
+        return x, y
 
     dataset = tf.data.Dataset.from_generator(
         sampler,
@@ -385,8 +463,10 @@ def make_dataset(
     )
     # The generator's length is known: telling tf.data lets Keras show steps per epoch.
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(sampler)))
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    if mixup:
+        dataset = dataset.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def spec_augment_masks(

@@ -435,6 +435,9 @@ def evaluate_model(
         )
     else:
         baseline.update(clip_accuracy=None, macro_f1=None, confusion=None)
+    classical, ensemble = classical_scores(
+        features=features, test=test, labels=labels, cnn_clip_probs=clip_probs
+    )
 
     metrics = {
         "split": split,
@@ -449,6 +452,9 @@ def evaluate_model(
         "confusion": clip_report["confusion"],
         "segment_confusion": segment_report["confusion"],
         "baseline": baseline,
+        "classical": classical,
+        "ensemble": ensemble,
+        "verdict": verdict(clip_report["accuracy"], classical.get("clip_accuracy")),
         "clips": [
             {
                 "clip_id": clip_id,
@@ -473,6 +479,59 @@ def evaluate_model(
         title=f"{split}: clip accuracy {metrics['clip_accuracy']:.1%}, macro-F1 {metrics['macro_f1']:.3f}",
     )
     return metrics
+
+
+def classical_scores(
+    *, features: FeatureSet, test: ClipTable, labels: Sequence[str], cnn_clip_probs: np.ndarray
+) -> tuple[dict, dict]:
+    """The MFCC + SVM baseline (:mod:`genreflow.classical`) and its average with the CNN.
+
+    The baseline learns from the train and valid clips (it has no epochs to choose, so it uses
+    every clip the CNN used for training or model selection) and scores ``test``.
+
+    Returns
+    -------
+    classical, ensemble : dict
+        Each ``{"method", "clip_accuracy", "macro_f1", "confusion", "seconds"}``; scores are
+        None when there are no train clips.
+    """
+    from genreflow.classical import MfccSvm
+
+    empty = {"clip_accuracy": None, "macro_f1": None, "confusion": None, "seconds": None}
+    classical = {"method": MfccSvm.method, **empty}
+    ensemble = {
+        "method": "mean of the CNN's and the MFCC + SVM baseline's clip probabilities",
+        **empty,
+    }
+    fitted = [clip_table(features, split=name, labels=labels) for name in ("train", "valid")]
+    if not len(fitted[0]):
+        return classical, ensemble
+    started = time.perf_counter()
+    svm = MfccSvm(n_labels=len(labels)).fit(features, fitted)
+    svm_probs = svm.clip_probabilities(features, test)
+    seconds = round(time.perf_counter() - started, 3)
+    for record, probs in ((classical, svm_probs), (ensemble, (svm_probs + cnn_clip_probs) / 2)):
+        report = classification_report(test.labels, probs.argmax(axis=1), labels=labels)
+        record.update(
+            clip_accuracy=report["accuracy"],
+            macro_f1=report["macro_f1"],
+            confusion=report["confusion"],
+            seconds=seconds,
+        )
+    return classical, ensemble
+
+
+def verdict(cnn_accuracy: float, classical_accuracy: float | None) -> str | None:
+    """One sentence comparing the CNN's clip accuracy with the classical baseline's."""
+    if classical_accuracy is None:
+        return None
+    gap = 100 * (cnn_accuracy - classical_accuracy)
+    if gap < 0:
+        return (
+            f"the CNN LOSES to the classical MFCC + SVM baseline by {-gap:.1f} points of clip "
+            "accuracy"
+        )
+    return f"the CNN beats the classical MFCC + SVM baseline by {gap:.1f} points of clip accuracy"
 
 
 def multilabel_metrics(
@@ -571,6 +630,16 @@ def format_summary(metrics: dict) -> str:
         f"{num(metrics['macro_f1']):>8}",
         f"{'nearest-centroid baseline':24} {'':>11} {pct(base['clip_accuracy']):>8} "
         f"{num(base['macro_f1']):>8}",
+    ]
+    for name, key in (("MFCC + SVM baseline", "classical"), ("CNN + SVM ensemble", "ensemble")):
+        if metrics.get(key):
+            row = metrics[key]
+            lines.append(
+                f"{name:24} {'':>11} {pct(row['clip_accuracy']):>8} {num(row['macro_f1']):>8}"
+            )
+    if metrics.get("verdict"):
+        lines.append(metrics["verdict"])
+    lines += [
         "",
         f"{'genre':12} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>7}",
     ]

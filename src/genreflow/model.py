@@ -6,7 +6,9 @@ and can score longer windows. Design choices measured on 2 CPU cores (see the pr
 - a stride-2 first convolution: ~4x the throughput of stride 1 at no measurable accuracy cost;
 - BatchNormalization momentum 0.9 instead of Keras' 0.99: with a few hundred steps in a whole
   training run, 0.99 never lets the running statistics settle and validation stays at chance;
-- global average pooling, so the frame count can vary and the model stays tiny.
+- ``pooling="global"``: global average pooling, so the frame count can vary and the model
+  stays tiny; ``pooling="time"`` averages over time only and keeps the frequency axis (the
+  spectral envelope, where much of a genre is) for the classifier: see docs/model.md.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def build_model(
     dropout: float = 0.3,
     bn_momentum: float = 0.9,
     multilabel: bool = False,
+    pooling: str = "global",
 ):
     """Build (uncompiled) the CNN.
 
@@ -42,6 +45,10 @@ def build_model(
         BatchNormalization momentum.
     multilabel : bool
         Sigmoid outputs (independent labels) instead of a softmax.
+    pooling : {"global", "time", "time_mean_max"}
+        Average the last block over frequency and time, or over time only (the frequency
+        bins and channels of the last block are then flattened for the classifier), or take
+        both the mean and the maximum over time.
 
     Returns
     -------
@@ -61,7 +68,21 @@ def build_model(
         x = layers.ReLU(name=f"relu{i + 1}")(x)
         if i < len(filters) - 1:
             x = layers.MaxPooling2D(2, padding="same", name=f"pool{i + 1}")(x)
-    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    if pooling in ("time", "time_mean_max"):
+        # (b, mels, frames, ch) -> (b, frames, mels * ch) -> mean over frames: any frame count.
+        bins, channels = x.shape[1], x.shape[3]
+        x = layers.Permute((2, 1, 3), name="frames_first")(x)
+        x = layers.Reshape((-1, bins * channels), name="frame_vectors")(x)
+        mean = layers.GlobalAveragePooling1D(name="time_pool")(x)
+        if pooling == "time":
+            x = mean
+        else:
+            peak = layers.GlobalMaxPooling1D(name="time_max_pool")(x)
+            x = layers.Concatenate(name="time_stats")([mean, peak])
+    elif pooling == "global":
+        x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    else:
+        raise ValueError(f"pooling must be 'global', 'time' or 'time_mean_max', got {pooling!r}")
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(
         n_labels,

@@ -253,6 +253,37 @@ class Predictor:
             out[start : start + len(batch)] = self._forward(x).numpy()
         return out
 
+    @cached_property
+    def baseline(self):
+        """The ensemble's MFCC + SVM baseline (``"ensemble"`` in ``genreflow.json``), or None."""
+        record = self.info.get("ensemble")
+        if not record:
+            return None
+        from genreflow.classical import load_baseline
+
+        return load_baseline(self.model_dir / record["file"])
+
+    def clip_probabilities(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A clip's probabilities from its segments, and the CNN's per-segment probabilities.
+
+        The clip's are the mean of the segments' CNN probabilities or, for a model trained with
+        ``train.ensemble``, that mean averaged (``weight``) with the MFCC + SVM baseline's.
+
+        Returns
+        -------
+        clip : np.ndarray, shape (n_labels,)
+        segment : np.ndarray, shape (k, n_labels)
+        """
+        segment_probs = self.predict_segments(segments)
+        clip = segment_probs.mean(axis=0)
+        if self.baseline is not None:
+            from genreflow.classical import segment_mfcc_statistics
+
+            weight = float(self.info["ensemble"]["weight"])
+            svm = self.baseline.segment_probabilities(segment_mfcc_statistics(segments))
+            clip = (1.0 - weight) * clip + weight * svm.mean(axis=0)
+        return clip, segment_probs
+
     def predict_samples(
         self,
         samples: np.ndarray,
@@ -291,12 +322,12 @@ class Predictor:
             )
         clip = self.extractor.segments(samples, pad_short=True)
         t1 = time.perf_counter()
-        segment_probs = self.predict_segments(clip.segments)
+        probabilities, segment_probs = self.clip_probabilities(clip.segments)
         t2 = time.perf_counter()
         duration = len(samples) / self.sample_rate
         return Prediction(
             labels=self.labels,
-            probabilities=segment_probs.mean(axis=0),
+            probabilities=probabilities,
             segment_probabilities=segment_probs,
             offsets=clip.offsets,
             padded=clip.padded,

@@ -532,7 +532,7 @@ class StreamClassifier:
     def _classify(self, samples: np.ndarray, *, end: int, final: bool) -> WindowResult:
         t0 = time.perf_counter()
         segments, padded = self.window_segments(samples)
-        probs = self.predictor.predict_segments(segments).mean(axis=0)
+        probs, _ = self.predictor.clip_probabilities(segments)
         if self._smoothed is None:
             self._smoothed = probs.astype(np.float64)
         else:

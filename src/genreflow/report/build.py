@@ -164,11 +164,12 @@ def _draw(summary: dict, collected, out: Path) -> dict[str, str]:
         scores = {
             "CNN": {"clip accuracy": metrics.clip_accuracy, "macro-F1": metrics.macro_f1},
         }
-        if metrics.baseline:
-            scores["baseline"] = {
-                "clip accuracy": metrics.baseline.get("clip_accuracy"),
-                "macro-F1": metrics.baseline.get("macro_f1"),
-            }
+        for name, base in (("MFCC + SVM", metrics.classical), ("baseline", metrics.baseline)):
+            if base:
+                scores[name] = {
+                    "clip accuracy": base.get("clip_accuracy"),
+                    "macro-F1": base.get("macro_f1"),
+                }
         shown = collected.relative(metrics.path)
         draw.plot_confusion(
             confusion=metrics.confusion,

@@ -178,6 +178,9 @@ class Metrics:
     per_class: Mapping[str, Mapping[str, float]]
     baseline: Mapping[str, float]
     baseline_method: str | None = None
+    classical: Mapping[str, float] = field(default_factory=dict)
+    ensemble: Mapping[str, float] = field(default_factory=dict)
+    verdict: str | None = None
     multilabel: bool = False
     micro_f1: float | None = None
     mean_ap: float | None = None
@@ -581,8 +584,15 @@ def read_metrics(path: Path) -> Metrics:
         baseline = {k: _number(v) for k, v in data["baseline"].items() if _number(v) is not None}
         method = data["baseline"].get("method")
         baseline_method = method if isinstance(method, str) else None
+    extra = {
+        key: {k: _number(v) for k, v in data[key].items() if _number(v) is not None}
+        for key in ("classical", "ensemble")
+        if isinstance(data.get(key), dict)
+    }
     return Metrics(
         path=path,
+        **extra,
+        verdict=data["verdict"] if isinstance(data.get("verdict"), str) else None,
         clip_accuracy=scores["clip_accuracy"],
         segment_accuracy=scores["segment_accuracy"],
         macro_f1=scores["macro_f1"],

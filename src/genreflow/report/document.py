@@ -119,6 +119,13 @@ def _summary_section(summary: Mapping[str, Any]) -> list[Block]:
                 f"{format_percent(base.get('clip_accuracy'))}"
                 + (f", macro-F1 {base['macro_f1']:.3f}" if "macro_f1" in base else "")
             )
+        classical = q.get("classical") or {}
+        if classical.get("clip_accuracy") is not None:
+            text += (
+                f"; MFCC + SVM baseline: clip accuracy {format_percent(classical['clip_accuracy'])}"
+            )
+        if q.get("verdict"):
+            text += f" ({q['verdict']})"
         blocks.append(Paragraph(text + "."))
     ref = summary["reference"]
     ref_rows = [
@@ -408,33 +415,37 @@ def _quality_section(
     multi = [q for q in summary["quality"] if q.get("multilabel")]
     rows = []
     for q in single:
-        base = q.get("baseline") or {}
-        rows.append(
-            (
-                q["path"],
-                format_percent(q["clip_accuracy"]),
-                format_percent(q["segment_accuracy"]),
-                f"{q['macro_f1']:.3f}" if q["macro_f1"] is not None else "n/a",
-                format_percent(base.get("clip_accuracy")),
-                f"{base['macro_f1']:.3f}" if "macro_f1" in base else "n/a",
-            )
+        methods = (
+            ("CNN", q),
+            ("MFCC + SVM baseline", q.get("classical") or {}),
+            ("CNN + SVM ensemble", q.get("ensemble") or {}),
+            ("nearest-centroid baseline", q.get("baseline") or {}),
         )
+        for name, scores in methods:
+            if name != "CNN" and scores.get("clip_accuracy") is None:
+                continue
+            rows.append(
+                (
+                    q["path"],
+                    name,
+                    format_percent(scores.get("clip_accuracy")),
+                    format_percent(scores.get("segment_accuracy")),
+                    format_score(scores.get("macro_f1")),
+                )
+            )
     if rows:
         blocks.append(
             Table(
-                (
-                    "metrics",
-                    "clip accuracy",
-                    "segment accuracy",
-                    "macro-F1",
-                    "baseline clip accuracy",
-                    "baseline macro-F1",
-                ),
+                ("metrics", "method", "clip accuracy", "segment accuracy", "macro-F1"),
                 tuple(rows),
-                caption="CNN beside the baseline: "
-                + (single[0].get("baseline_method") or "nearest centroid on mean spectra"),
+                caption="The CNN beside the baselines on the same test clips. Nearest centroid: "
+                + (single[0].get("baseline_method") or "nearest centroid on mean spectra")
+                + ".",
             )
         )
+        verdicts = [f"{q['path']}: {q['verdict']}." for q in single if q.get("verdict")]
+        if verdicts:
+            blocks.append(Notes(tuple(verdicts)))
     if multi:
         blocks += _multilabel_quality_tables(multi)
     if summary["quality"] and not summary["quality"][0].get("multilabel"):

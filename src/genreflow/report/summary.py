@@ -425,6 +425,9 @@ def _quality(collected, metrics) -> dict:
         "macro_f1": metrics.macro_f1,
         "baseline": dict(metrics.baseline),
         "baseline_method": metrics.baseline_method,
+        "classical": dict(metrics.classical),
+        "ensemble": dict(metrics.ensemble),
+        "verdict": metrics.verdict,
         "labels": list(metrics.labels) if metrics.labels else None,
         "per_class": {k: dict(v) for k, v in metrics.per_class.items()},
         "has_confusion": metrics.confusion is not None,
@@ -524,6 +527,15 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         if base.get("clip_accuracy") is not None:
             text += f" (nearest-centroid baseline {format_percent(base['clip_accuracy'])})"
         lines.append(text)
+        for name, key in (("MFCC + SVM baseline", "classical"), ("CNN + SVM ensemble", "ensemble")):
+            row = q.get(key) or {}
+            if row.get("clip_accuracy") is not None:
+                lines.append(
+                    f"  {name}: clip accuracy {format_percent(row['clip_accuracy'])}"
+                    f", macro-F1 {format_score(row.get('macro_f1'))}"
+                )
+        if q.get("verdict"):
+            lines.append(f"  {q['verdict']}")
     for stage in summary.get("stages", []):
         unit = stage["axis"][:-1]
         base, best = stage["baseline"], stage["best"]
