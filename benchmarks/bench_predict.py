@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_predict.py                   # untrained default-size model
     .venv/bin/python benchmarks/bench_predict.py --model results/model --repeat 50
+    .venv/bin/python benchmarks/bench_predict.py --model OLD --model NEW   # side by side
 
 The process pins itself to one CPU core and one thread (TensorFlow intra/inter-op, OpenMP,
 BLAS) before importing anything heavy, loads the model once with
@@ -59,7 +60,15 @@ def untrained_model_dir(folder: Path) -> Path:
 
     cfg = load_config(None)
     fx = FeatureExtractor.from_config(cfg)
-    export_model(build_model(n_mels=fx.n_mels, n_labels=len(GENRES)), folder / "model.keras")
+    shape = cfg["train"]["model"]
+    model = build_model(
+        n_mels=fx.n_mels,
+        n_labels=len(GENRES),
+        filters=shape["filters"],
+        pooling=shape["pooling"],
+        dropout=shape["dropout"],
+    )
+    export_model(model, folder / "model.keras")
     write_json(
         folder / "genreflow.json",
         {
@@ -109,7 +118,11 @@ def percentiles(values: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--model", type=Path, default=None, help="model directory (default: untrained)"
+        "--model",
+        type=Path,
+        action="append",
+        default=None,
+        help="model directory (default: untrained); repeat to time several side by side",
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (s)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per case")
@@ -127,20 +140,27 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         tmp = Path(tmp)
-        model_dir = args.model or untrained_model_dir(tmp / "model")
+        model_dirs = args.model or [untrained_model_dir(tmp / "model")]
         started = time.perf_counter()
-        predictor = Predictor(model_dir)
-        load_seconds = time.perf_counter() - started
+        predictors = [Predictor(model_dir) for model_dir in model_dirs]
+        load_seconds = (time.perf_counter() - started) / len(predictors)
+        predictor = predictors[0]
         clips = write_clips(tmp, seconds=args.seconds)
 
+        # Every model on every clip in turn, so that machine load hits them alike.
+        cases = {
+            (f"{name} [{m}]" if len(predictors) > 1 else name): (pred, path)
+            for m, pred in enumerate(predictors)
+            for name, path in clips.items()
+        }
         for _ in range(args.warmup):
-            for path in clips.values():
-                predictor.predict_file(path)
-        parts: dict[str, dict[str, list[float]]] = {name: {} for name in clips}
+            for pred, path in cases.values():
+                pred.predict_file(path)
+        parts: dict[str, dict[str, list[float]]] = {name: {} for name in cases}
         segments = 0
         for _ in range(args.repeat):
-            for name, path in clips.items():
-                p = predictor.predict_file(path)
+            for name, (pred, path) in cases.items():
+                p = pred.predict_file(path)
                 segments = len(p.offsets)
                 for part, seconds in p.seconds.items():
                     parts[name].setdefault(part, []).append(seconds)
@@ -173,19 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         f"single-clip prediction, {args.seconds:g} s clip ({segments} segments), one core "
         f"(CPU {cpu}), {args.repeat} runs after {args.warmup} warm-up; model load {load_seconds:.2f} s"
     )
-    print(f"{'file':<22} {'part':<9} {'p50 ms':>8} {'p95 ms':>8} {'min':>7} {'max':>7}")
+    for m, model_dir in enumerate(model_dirs):
+        if len(model_dirs) > 1:
+            print(f"[{m}] {model_dir}")
+    print(f"{'file':<26} {'part':<9} {'p50 ms':>8} {'p95 ms':>8} {'min':>7} {'max':>7}")
     for name, by_part in summary.items():
         for part in ("decode", "features", "model", "total"):
             s = by_part[part]
             print(
-                f"{name:<22} {part:<9} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} "
+                f"{name:<26} {part:<9} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} "
                 f"{s['min_ms']:>7.1f} {s['max_ms']:>7.1f}"
             )
     print()
     print(f"{'model call on the segments':<28} {'p50 ms':>8} {'p95 ms':>8}")
     for name, s in model_calls.items():
         print(f"{name:<28} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f}")
-    total = summary["wav 22.05 kHz mono"]["total"]
+    total = next(v for k, v in summary.items() if k.startswith("wav"))["total"]
     verdict = "meets" if total["p50_ms"] <= TARGET_MS else "MISSES"
     print(f"\nWAV total p50 {total['p50_ms']:.1f} ms {verdict} the {TARGET_MS:g} ms target")
     print(
@@ -196,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         {
             "benchmark": "predict",
-            "model": str(args.model) if args.model else "untrained default architecture",
+            "model": [str(m) for m in args.model]
+            if args.model
+            else "untrained default architecture",
             "clip_seconds": args.seconds,
             "segments": segments,
             "repeat": args.repeat,

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Demo-only settings over the config (see the file for why).
+DEMO_OVERLAY = ROOT / "config" / "demo.yaml"
 
 
 def main() -> int:
@@ -22,12 +24,15 @@ def main() -> int:
     args = parser.parse_args()
 
     bin_dir = Path(sys.executable).parent
+    configfiles = [args.configfile]
+    if is_demo_config(args.configfile):
+        configfiles.append(str(DEMO_OVERLAY))
     cmd = [
         str(bin_dir / "snakemake"),
         "--cores",
         str(args.cores),
         "--configfile",
-        args.configfile,
+        *configfiles,
         "--printshellcmds",
         "--show-failed-logs",
     ]
@@ -40,6 +45,14 @@ def main() -> int:
         return rc
     print_summary(args.configfile)
     return 0
+
+
+def is_demo_config(configfile: str) -> bool:
+    """True when the config names no dataset, so the workflow makes and uses the demo data."""
+    from genreflow.config import load_config
+
+    data = load_config(configfile)["data"]
+    return not data["root"] and not data["csv"]
 
 
 def print_summary(configfile: str) -> None:

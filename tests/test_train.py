@@ -30,7 +30,12 @@ SR = 22050
 GENRES = {"bass": 110.0, "mid": 660.0, "high": 3520.0}
 SPLITS = ("train", "train", "train", "train", "valid", "test")
 FEATURE_SETTINGS = ("mel.n_mels=32", "preprocess.previews_per_genre=0")
-TRAIN_SETTINGS = ("train.batch_size=8", "train.segments_per_clip=2", "train.patience=50")
+TRAIN_SETTINGS = (
+    "train.batch_size=8",
+    "train.segments_per_clip=2",
+    "train.patience=50",
+    "train.export=best",
+)
 TIMEOUT = 180
 
 

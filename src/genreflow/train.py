@@ -68,6 +68,8 @@ RUN_LENGTH_KEYS = (
     "workers",  # enters the key as the resolved count (resume_key)
     "bench_workers",
     "port_base",
+    "export",  # which checkpoint becomes model.keras, chosen again at every export
+    "ensemble",  # the baseline is fitted at export, beside the trained CNN
 )
 
 STATE_VERSION = 1
@@ -314,7 +316,7 @@ def train_model(
         state=state,
         sampler=train_sampler,
         batch_size=batch_size,
-        patience=int(tcfg["patience"]),
+        patience=tcfg["patience"],
         max_seconds=max_seconds,
         strategy=strategy,
         chief=group.is_chief,
@@ -521,8 +523,8 @@ class TrainingRecord(keras.callbacks.Callback):
     sampler : SegmentSampler
         Told the epoch number before each epoch (its draw depends on it).
     batch_size : int
-    patience : int
-        Stop after this many epochs without a lower validation loss.
+    patience : int or None
+        Stop after this many epochs without a lower validation loss (None: never).
     max_seconds : float or None
         Stop (mid-epoch if need be) once this run has trained this long. With several workers
         the limit is checked at the end of each epoch, and all workers stop together.
@@ -543,7 +545,7 @@ class TrainingRecord(keras.callbacks.Callback):
         state: dict,
         sampler: SegmentSampler,
         batch_size: int,
-        patience: int,
+        patience: int | None,
         max_seconds: float | None,
         strategy=None,
         chief: bool = True,
@@ -648,7 +650,7 @@ class TrainingRecord(keras.callbacks.Callback):
                     self.model.save(tmp)
         else:
             state["wait"] += 1
-            if state["wait"] >= self.patience:
+            if self.patience is not None and state["wait"] >= self.patience:
                 state["stopped"] = "early_stopping"
                 self.model.stop_training = True
                 print(
