@@ -108,7 +108,7 @@ def test_export_last_takes_the_final_epoch_and_augmentations_train(features, tmp
         "--set", "train.warmup_epochs=2",
         "--set", "train.model.pooling=time",
     )  # fmt: skip
-    assert main(train_args(features, model, *extra)) == 0
+    assert main([*train_args(features, model), *extra]) == 0  # after the shared settings
     info = json.loads((model / "genreflow.json").read_text())
     history = json.loads((model / "history.json").read_text())
     assert info["best_epoch"] == history["best_epoch"] == 3
@@ -126,9 +126,10 @@ def test_export_last_takes_the_final_epoch_and_augmentations_train(features, tmp
 def test_a_last_epoch_export_trains_without_a_valid_split(tmp_path, capsys):
     features = make_features(tmp_path / "no-valid", splits=("train", "train", "train", "test"))
     model = tmp_path / "model"
-    assert main(train_args(features, model, "--epochs", "2", "--set", "train.export=best")) == 2
+    # train_args ends with the shared test settings (train.export=best): later --set wins.
+    assert main(train_args(features, model, "--epochs", "2")) == 2
     assert "no 'valid' clips" in capsys.readouterr().err
-    assert main(train_args(features, model, "--epochs", "2", "--set", "train.export=last")) == 0
+    assert main([*train_args(features, model, "--epochs", "2"), "--set", "train.export=last"]) == 0
     assert "last epoch 2: loss" in capsys.readouterr().out
     history = json.loads((model / "history.json").read_text())
     assert history["best_epoch"] == 2 and history["stopped"] == "epochs"
