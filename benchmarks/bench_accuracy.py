@@ -25,7 +25,6 @@ both sides of a split, so the absolute figures are optimistic; compare methods, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -80,36 +79,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=DEFAULT_OUT, help="where to write the results")
     parser.add_argument("--label", default="", help="a name for this run, stored in the JSON")
     return parser.parse_args(argv)
-
-
-def assign_folds(clips, *, folds: int, seed: int, valid_per_genre: int):
-    """For every fold, the clips with ``split`` set to train, valid or test.
-
-    Returns
-    -------
-    list of list of Clip
-    """
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-
-    labels = np.array([c.label for c in clips])
-    smallest = min(np.unique(labels, return_counts=True)[1])
-    if smallest < folds:
-        raise SystemExit(f"a genre has only {smallest} clips: use --folds {smallest} or fewer")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    plans = []
-    for k, (_, test_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        rng = np.random.default_rng([seed, k])
-        split = np.full(len(clips), "train", dtype=object)
-        split[test_index] = "test"
-        for label in np.unique(labels):
-            pool = np.flatnonzero((labels == label) & (split == "train"))
-            take = min(valid_per_genre, len(pool) - 1)
-            split[rng.permutation(pool)[:take]] = "valid"
-        plans.append(
-            [dataclasses.replace(c, split=str(s)) for c, s in zip(clips, split, strict=True)]
-        )
-    return plans
 
 
 def run_fold(clips, *, fold_dir: Path, cfg: dict, threads: dict) -> dict:
@@ -207,6 +176,7 @@ def main(argv=None) -> int:
 
     from genreflow.config import config_hash, load_config
     from genreflow.manifest import discover
+    from genreflow.splits import cross_validation_folds
     from genreflow.threads import configure_tensorflow, keep_freed_memory, set_thread_env
 
     overrides = {}
@@ -224,8 +194,8 @@ def main(argv=None) -> int:
     clips, skipped = discover(root=args.data)
     for item in skipped:
         print(f"skipped {item.item}: {item.reason}", flush=True)
-    plans = assign_folds(
-        clips, folds=args.folds, seed=args.seed, valid_per_genre=args.valid_per_genre
+    plans = cross_validation_folds(
+        clips, folds=args.folds, seed=args.seed, valid_per_label=args.valid_per_genre
     )
     chosen = args.only if args.only else list(range(args.folds))
     print(
@@ -272,4 +242,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from genreflow.errors import GenreflowError
+
+    try:
+        raise SystemExit(main())
+    except GenreflowError as exc:
+        raise SystemExit(f"bench_accuracy: {exc}") from None

@@ -637,3 +637,35 @@ def test_write_manifest_refuses_clips_without_split(tmp_path):
     with pytest.raises(DatasetError, match="must end in .csv"):
         write_manifest(tmp_path / "m.txt", [dataclasses.replace(clip, split="train")], info={})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cross_validation_folds_test_every_clip_once_and_stratify():
+    from genreflow.manifest import Clip
+    from genreflow.splits import cross_validation_folds
+
+    counts = {"a": 10, "b": 6, "c": 5}
+    clips = [
+        Clip(f"{label}.{i}", f"/x/{label}.{i}.wav", label, (label,))
+        for label, n in counts.items()
+        for i in range(n)
+    ]
+    plans = cross_validation_folds(clips, folds=5, seed=3, valid_per_label=1)
+    assert len(plans) == 5
+    tested = [c.clip_id for plan in plans for c in plan if c.split == "test"]
+    assert sorted(tested) == sorted(c.clip_id for c in clips)  # each clip is tested exactly once
+    for plan in plans:
+        assert [c.clip_id for c in plan] == [c.clip_id for c in clips]
+        for label, n in counts.items():
+            mine = [c for c in plan if c.label == label]
+            test = sum(c.split == "test" for c in mine)
+            assert test in (n // 5, -(-n // 5))  # stratified: each fold gets its share
+            assert sum(c.split == "valid" for c in mine) == 1
+            assert sum(c.split == "train" for c in mine) == n - test - 1
+    # Seeded: the same folds again; another seed, other folds.
+    again = cross_validation_folds(clips, folds=5, seed=3, valid_per_label=1)
+    assert [[c.split for c in p] for p in again] == [[c.split for c in p] for p in plans]
+    other = cross_validation_folds(clips, folds=5, seed=4, valid_per_label=1)
+    assert [[c.split for c in p] for p in other] != [[c.split for c in p] for p in plans]
+    assert all(c.split != "valid" for c in cross_validation_folds(clips, folds=5, seed=3)[0])
+    with pytest.raises(DatasetError, match="'c' has 5 clips, fewer than 6 folds"):
+        cross_validation_folds(clips, folds=6, seed=0)

@@ -322,6 +322,49 @@ def column_split(clips: Sequence[Clip]) -> list[Clip]:
     return sorted(out, key=lambda c: c.clip_id)
 
 
+def cross_validation_folds(
+    clips: Sequence[Clip], *, folds: int, seed: int, valid_per_label: int = 0
+) -> list[list[Clip]]:
+    """Stratified k-fold splits: for each fold, every clip with ``split`` set.
+
+    The folds come from scikit-learn's ``StratifiedKFold(shuffle=True, random_state=seed)`` on
+    the clips' labels; fold ``k``'s clips are ``test``, and of the others ``valid_per_label``
+    per label (never a label's last train clip) are ``valid``, the rest ``train``.
+
+    Returns
+    -------
+    list of list of Clip, length ``folds``
+        Each inner list holds every clip once, in the input order.
+
+    Raises
+    ------
+    DatasetError
+        A label has fewer clips than ``folds``.
+    """
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.array([c.label for c in clips])
+    names, counts = np.unique(labels, return_counts=True)
+    if counts.min() < folds:
+        raise DatasetError(
+            f"label '{names[counts.argmin()]}' has {counts.min()} clips, fewer than {folds} folds"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    plans = []
+    for k, (_, test_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        rng = np.random.default_rng([seed, k])
+        split = np.full(len(clips), "train", dtype=object)
+        split[test_index] = "test"
+        for label in names:
+            pool = np.flatnonzero((labels == label) & (split == "train"))
+            split[rng.permutation(pool)[: min(valid_per_label, len(pool) - 1)]] = "valid"
+        plans.append(
+            [dataclasses.replace(c, split=str(s)) for c, s in zip(clips, split, strict=True)]
+        )
+    return plans
+
+
 def looks_like_gtzan(clips: Sequence[Clip]) -> bool:
     """True when ``clips`` are (most of) GTZAN, so ``auto`` picks the fault-filtered split.
 
