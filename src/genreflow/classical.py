@@ -140,6 +140,16 @@ class MfccSvm:
 #: File of the fitted baseline in a model directory (``train.ensemble: true``).
 ENSEMBLE_FILE = "classical.joblib"
 
+#: The baseline's share of the ensemble's clip probabilities.
+ENSEMBLE_WEIGHT = 0.5
+
+
+def ensemble_probabilities(
+    cnn: np.ndarray, classical: np.ndarray, *, weight: float = ENSEMBLE_WEIGHT
+) -> np.ndarray:
+    """The ensemble's probabilities: ``(1 - weight) * cnn + weight * classical`` (any shape)."""
+    return (1.0 - weight) * np.asarray(cnn) + weight * np.asarray(classical)
+
 
 def save_baseline(svm: MfccSvm, path) -> None:
     """Write a fitted :class:`MfccSvm` to ``path`` atomically (joblib)."""

@@ -495,7 +495,7 @@ def classical_scores(
         Each ``{"method", "clip_accuracy", "macro_f1", "confusion", "seconds"}``; scores are
         None when there are no train clips.
     """
-    from genreflow.classical import MfccSvm
+    from genreflow.classical import MfccSvm, ensemble_probabilities
 
     empty = {"clip_accuracy": None, "macro_f1": None, "confusion": None, "seconds": None}
     classical = {"method": MfccSvm.method, **empty}
@@ -510,7 +510,8 @@ def classical_scores(
     svm = MfccSvm(n_labels=len(labels)).fit(features, fitted)
     svm_probs = svm.clip_probabilities(features, test)
     seconds = round(time.perf_counter() - started, 3)
-    for record, probs in ((classical, svm_probs), (ensemble, (svm_probs + cnn_clip_probs) / 2)):
+    both = ensemble_probabilities(cnn_clip_probs, svm_probs)
+    for record, probs in ((classical, svm_probs), (ensemble, both)):
         report = classification_report(test.labels, probs.argmax(axis=1), labels=labels)
         record.update(
             clip_accuracy=report["accuracy"],

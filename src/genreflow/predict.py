@@ -277,11 +277,12 @@ class Predictor:
         segment_probs = self.predict_segments(segments)
         clip = segment_probs.mean(axis=0)
         if self.baseline is not None:
-            from genreflow.classical import segment_mfcc_statistics
+            from genreflow.classical import ensemble_probabilities, segment_mfcc_statistics
 
-            weight = float(self.info["ensemble"]["weight"])
             svm = self.baseline.segment_probabilities(segment_mfcc_statistics(segments))
-            clip = (1.0 - weight) * clip + weight * svm.mean(axis=0)
+            clip = ensemble_probabilities(
+                clip, svm.mean(axis=0), weight=float(self.info["ensemble"]["weight"])
+            )
         return clip, segment_probs
 
     def predict_samples(

@@ -809,14 +809,14 @@ def fit_ensemble_baseline(
         ``genreflow.json``'s ``ensemble`` record: ``{"file", "weight", "method"}``; prediction
         then averages the CNN's and the baseline's clip probabilities with ``weight``.
     """
-    from genreflow.classical import ENSEMBLE_FILE, MfccSvm, save_baseline
+    from genreflow.classical import ENSEMBLE_FILE, ENSEMBLE_WEIGHT, MfccSvm, save_baseline
 
     svm = MfccSvm(n_labels=n_labels).fit(features, clips)
     save_baseline(svm, model_dir / ENSEMBLE_FILE)
     print(
         f"train: ensemble baseline fitted in {svm.fit_seconds:.1f} s -> {ENSEMBLE_FILE}", flush=True
     )
-    return {"file": ENSEMBLE_FILE, "weight": 0.5, "method": svm.method}
+    return {"file": ENSEMBLE_FILE, "weight": ENSEMBLE_WEIGHT, "method": svm.method}
 
 
 def export_model(model, path: Path) -> None:
