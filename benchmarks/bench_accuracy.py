@@ -172,18 +172,13 @@ def format_table(rows: list[dict], summary: dict, folds: list[int]) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    import yaml
-
-    from genreflow.config import config_hash, load_config
+    from genreflow.commands._common import config_from_args
+    from genreflow.config import config_hash
     from genreflow.manifest import discover
     from genreflow.splits import cross_validation_folds
     from genreflow.threads import configure_tensorflow, keep_freed_memory, set_thread_env
 
-    overrides = {}
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = yaml.safe_load(value)
-    cfg = load_config(args.config, overrides=overrides)
+    cfg = config_from_args(args)  # --config and --set exactly as the genreflow commands read them
     intra, inter = cfg["train"]["production_threads"], cfg["train"]["inter_op_threads"]
     set_thread_env(intra_op=intra, inter_op=inter)
     keep_freed_memory()

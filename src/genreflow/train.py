@@ -381,9 +381,10 @@ def train_model(
     if state["best_epoch"] == 0:
         raise DatasetError(f"{out}: no epoch completed; nothing to export")
     if tcfg["export"] == "last":
-        # The end of the schedule, not the epoch a small validation split liked best.
+        # The end of the schedule, not the epoch a small validation split liked best. The model
+        # in memory already holds it: the last checkpoint is the last epoch trained (or the one
+        # a finished run was resumed from).
         state["best_epoch"] = int(state["epochs_done"])
-        model.load_weights(checkpoint_dir / state["checkpoint"])
     else:
         model.load_weights(checkpoint_dir / "best.keras")
     export_model(model, out / "model.keras")
