@@ -143,3 +143,93 @@ def test_cli_all_good_exits_zero_and_bad_model_dir_is_an_error(model, fresh_clip
 def test_sample_rate_of_the_model_is_used(predictor):
     assert predictor.sample_rate == SR
     assert predictor.extractor.sample_rate == SR
+
+
+# --------------------------------------------------------------------------- unusable clips
+
+
+def write_silence(path, *, seconds: float):
+    sf.write(path, np.zeros(int(seconds * SR), np.float32), SR)
+    return path
+
+
+def test_silent_and_too_short_files_are_refused_like_in_training(
+    model, fresh_clip, tmp_path, capsys
+):
+    silent = write_silence(tmp_path / "silent.wav", seconds=4.0)
+    blip = write_tone_clip(tmp_path / "blip.wav", f0=GENRES["high"], seconds=0.1, seed=3)
+    files = [silent, fresh_clip, blip]
+    assert main(["predict", str(model), *map(str, files)]) == 1
+    captured = capsys.readouterr()
+    assert str(fresh_clip) in captured.out
+    assert str(silent) not in captured.out and str(blip) not in captured.out
+    assert captured.err.splitlines() == [
+        f"genreflow predict: error: {silent}: silent: RMS -inf dBFS (threshold -60 dBFS)",
+        f"genreflow predict: error: {blip}: too short: 0.10 s (minimum 1 s)",
+    ]
+
+
+def test_allow_unusable_predicts_them_flagged(model, tmp_path, capsys):
+    silent = write_silence(tmp_path / "silent.wav", seconds=4.0)
+    blip = write_tone_clip(tmp_path / "blip.wav", f0=GENRES["high"], seconds=0.1, seed=3)
+    assert main(["predict", str(model), str(silent), str(blip), "--allow-unusable", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["predictions"]
+    assert [r["unusable"] for r in records] == [
+        "silent: RMS -inf dBFS (threshold -60 dBFS)",
+        "too short: 0.10 s (minimum 1 s)",
+    ]
+    assert all(r["label"] in GENRES for r in records)
+    assert main(["predict", str(model), str(silent), "--allow-unusable"]) == 0
+    out = capsys.readouterr().out
+    assert "  unusable: silent: RMS -inf dBFS (threshold -60 dBFS); predicted anyway" in out
+
+
+def test_predictor_applies_the_models_audio_rules(predictor, fresh_clip):
+    assert predictor.info["audio"]["min_seconds"] == 1.0
+    with pytest.raises(AudioError, match="silent: RMS -inf dBFS"):
+        predictor.predict_samples(np.zeros(4 * SR, np.float32), source="quiet")
+    with pytest.raises(AudioError, match=r"too short: 0\.10 s \(minimum 1 s\)"):
+        predictor.predict_samples(np.full(int(0.1 * SR), 0.1, np.float32))
+    flagged = predictor.predict_samples(np.zeros(4 * SR, np.float32), allow_unusable=True)
+    assert flagged.unusable.startswith("silent") and flagged.to_dict()["unusable"] == (
+        flagged.unusable
+    )
+    normal = predictor.predict_file(fresh_clip)
+    assert normal.unusable is None and "unusable" not in normal.to_dict()
+
+
+# --------------------------------------------------------------------------- real-world MP3s
+
+
+def test_mp3s_libsndfile_misjudges_are_predicted_with_notes_and_no_decoder_chatter(
+    model, tmp_path, capfd
+):
+    from mp3_files import (
+        is_decoder_chatter,
+        write_mp3_with_glitch,
+        write_mp3_without_info_frame,
+    )
+
+    tagged = write_mp3_without_info_frame(tmp_path / "tagged.mp3", seconds=8, tag_bytes=200_000)
+    stripped = write_mp3_without_info_frame(tmp_path / "stripped.mp3", seconds=8)
+    glitch = write_mp3_with_glitch(tmp_path / "glitch.mp3", seconds=8)
+    noise = tmp_path / "noise.mp3"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    files = [tagged, stripped, glitch, noise]
+    assert main(["predict", str(model), *map(str, files), "--json"]) == 1
+    captured = capfd.readouterr()
+    assert [line for line in captured.err.splitlines() if is_decoder_chatter(line)] == []
+    assert captured.err.splitlines() == [
+        f"genreflow predict: error: {noise}: cannot decode: not a recognised audio format"
+    ]
+    records = {r["file"]: r for r in json.loads(captured.out)["predictions"]}
+    for path in (tagged, stripped):
+        record = records[str(path)]
+        assert record["label"] in GENRES and 8.0 <= record["duration"] < 8.15
+        (note,) = record["notes"]
+        assert "the MP3 header estimated" in note
+    assert records[str(glitch)]["notes"] == [] and records[str(glitch)]["label"] in GENRES
+    assert records[str(noise)]["error"] == "cannot decode: not a recognised audio format"
+    # The table shows the note under the file.
+    assert main(["predict", str(model), str(stripped)]) == 0
+    assert "  note: decoded " in capfd.readouterr().out

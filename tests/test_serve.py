@@ -282,6 +282,21 @@ def bad_request(case: str, url: str, tmp_path: Path) -> httpx.Response:
         path = write_clip(tmp_path / "long.wav", seconds=25, sr=8000, subtype="PCM_U8")
         assert path.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024
         return post_file(url, "long.wav", path.read_bytes(), "audio/wav")
+    if case == "mp3-too-long":
+        # Its header guesses under 20 s, the audio goes on for 25 s: refused while decoding.
+        from mp3_files import write_mp3_without_info_frame
+
+        path = write_mp3_without_info_frame(tmp_path / "long.mp3", seconds=25)
+        assert sf.info(path).duration < MAX_AUDIO_SECONDS
+        return post_file(url, "long.mp3", path.read_bytes(), "audio/mpeg")
+    if case == "mp3-noise":
+        return post_file(url, "noise.mp3", noise, "audio/mpeg")
+    if case == "silent":
+        sf.write(tmp_path / "silent.wav", np.zeros(4 * SR, np.float32), SR)
+        return post_file(url, "silent.wav", (tmp_path / "silent.wav").read_bytes(), "audio/wav")
+    if case == "too-short":
+        path = write_clip(tmp_path / "blip.wav", seconds=0.1)
+        return post_file(url, "blip.wav", path.read_bytes(), "audio/wav")
     raise AssertionError(case)
 
 
@@ -297,6 +312,10 @@ def bad_request(case: str, url: str, tmp_path: Path) -> httpx.Response:
         ("oversize", 413, ("serve.max_upload_mb",)),
         ("oversize-chunked", 413, ("big.wav", "serve.max_upload_mb")),
         ("too-long", 413, ("long.wav", "too long", "25.0 s")),
+        ("mp3-too-long", 413, ("long.mp3", "too long: more than 20 s")),
+        ("mp3-noise", 422, ("noise.mp3", "cannot decode: not a recognised audio format")),
+        ("silent", 422, ("silent.wav", "silent: RMS -inf dBFS (threshold -60 dBFS)")),
+        ("too-short", 422, ("blip.wav", "too short: 0.10 s (minimum 1 s)")),
     ],
 )
 def test_bad_uploads_get_a_4xx_json_error(server, tmp_path, case, status, words):
@@ -308,6 +327,61 @@ def test_bad_uploads_get_a_4xx_json_error(server, tmp_path, case, status, words)
         assert word in body["detail"], body
     assert str(server.temp_root) not in body["detail"]  # our temp paths stay private
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_allow_unusable_predicts_a_silent_upload_flagged(server, tmp_path, model):
+    sf.write(tmp_path / "silent.wav", np.zeros(4 * SR, np.float32), SR)
+    data = (tmp_path / "silent.wav").read_bytes()
+    refused = post_file(server.url, "silent.wav", data, "audio/wav")
+    assert refused.status_code == 422 and refused.json()["error"] == "silent audio"
+    response = post_file(server.url, "silent.wav", data, "audio/wav", allow_unusable="true")
+    assert response.status_code == 200, response.text
+    record = response.json()
+    check_prediction(record, model_labels(model), top_k=3)
+    assert record["unusable"] == "silent: RMS -inf dBFS (threshold -60 dBFS)"
+    normal = post_file(
+        server.url, "clip.wav", write_clip(tmp_path / "c.wav", seconds=4).read_bytes()
+    )
+    assert "unusable" not in normal.json() and normal.json()["notes"] == []
+
+
+def test_misjudged_mp3s_are_predicted_with_notes_and_keep_decoder_chatter_out_of_the_log(
+    server, tmp_path, model
+):
+    from mp3_files import (
+        is_decoder_chatter,
+        write_mp3_with_glitch,
+        write_mp3_without_info_frame,
+    )
+
+    labels = model_labels(model)
+    tagged = write_mp3_without_info_frame(tmp_path / "tagged.mp3", seconds=6, tag_bytes=150_000)
+    stripped = write_mp3_without_info_frame(tmp_path / "stripped.mp3", seconds=6)
+    glitch = write_mp3_with_glitch(tmp_path / "glitch.mp3", seconds=6)
+    for path in (tagged, stripped):
+        response = post_file(server.url, path.name, path.read_bytes(), "audio/mpeg")
+        assert response.status_code == 200, response.text
+        record = response.json()
+        check_prediction(record, labels, top_k=3)
+        assert 6.0 <= record["duration"] < 6.15
+        (note,) = record["notes"]
+        assert note.startswith("decoded ") and "the MP3 header estimated" in note
+    # Several uploads at once: the worker's decoder messages stay out of the log, the
+    # access log lines written meanwhile stay in it.
+    before = server.log_text().count('"POST /predict')
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(
+            pool.map(
+                lambda i: post_file(server.url, "glitch.mp3", glitch.read_bytes(), "audio/mpeg"),
+                range(8),
+            )
+        )
+    assert [r.status_code for r in responses] == [200] * 8
+    assert responses[0].json()["notes"] == []
+    time.sleep(0.5)  # let the last access lines reach the log
+    log = server.log_text()
+    assert [line for line in log.splitlines() if is_decoder_chatter(line)] == []
+    assert log.count('"POST /predict') == before + 8
 
 
 def test_concurrent_requests_all_succeed_and_leave_no_files(server, clips, model):

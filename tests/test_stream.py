@@ -229,6 +229,44 @@ def test_smoothing_final_window_and_short_streams(predictor, clip):
     assert last.start == 0 and last.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_silent_windows_get_no_genre_and_leave_the_smoothed_decision(predictor, clip):
+    # 4 s of music, 3 s of digital silence, 3 s of music; a 3 s window every second.
+    stream = np.concatenate([clip[: 4 * SR], np.zeros(3 * SR, np.float32), clip[: 3 * SR]])
+    classifier = StreamClassifier(predictor, hop_seconds=1.0, smoothing=0.5)
+    results = classifier.push(stream) + classifier.finish()
+    assert [r.time for r in results] == pytest.approx(range(3, 11), abs=1e-4)
+    flagged = [r for r in results if r.unusable is not None]
+    assert [r.time for r in flagged] == pytest.approx([7.0])  # the window 4..7 s is all silence
+    (silent,) = flagged
+    assert silent.unusable == "silent: RMS -inf dBFS (threshold -60 dBFS)"
+    assert silent.probabilities is None and silent.label is None
+    before, after = results[3], results[5]  # the windows ending at 6 s and 8 s
+    np.testing.assert_allclose(silent.smoothed, before.smoothed)  # carried over unchanged
+    np.testing.assert_allclose(after.smoothed, 0.5 * after.probabilities + 0.5 * before.smoothed)
+    record = json.loads(json.dumps(silent.to_dict(top_k=2)))
+    assert record["label"] is None and record["unusable"] == silent.unusable
+    assert record["top"] == [] and record["probabilities"] is None
+    assert record["smoothed"]["label"] == before.smoothed_label
+    line = silent.to_line()
+    assert (
+        "(no genre: silent: RMS -inf dBFS" in line and f"smoothed: {before.smoothed_label}" in line
+    )
+
+
+def test_silence_before_any_music_and_a_blip_of_a_stream_get_no_genre(predictor, clip):
+    quiet = StreamClassifier(predictor, hop_seconds=1.0)
+    (first,) = quiet.push(np.zeros(3 * SR, np.float32))
+    assert first.unusable.startswith("silent") and first.smoothed is None
+    assert first.to_dict()["smoothed"] is None and "smoothed: (none yet)" in first.to_line()
+    (second,) = quiet.push(clip[:SR])  # music from 3 s: the window 1..4 s is not silent
+    assert second.unusable is None and second.label in predictor.labels
+    np.testing.assert_allclose(second.smoothed, second.probabilities)  # silence did not count
+    blip = StreamClassifier(predictor)
+    assert blip.push(clip[: int(0.1 * SR)]) == []
+    (last,) = blip.finish()
+    assert last.final and last.unusable == "too short: 0.10 s (minimum 1 s)"
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -351,6 +389,19 @@ def test_follow_reads_a_growing_file_to_its_end(model, clip, tmp_path, capsys):
     ends = expected_ends(seconds, window=SEGMENT_SECONDS, hop=1.0) + [seconds]  # 3, 4, 5, 5.5
     check_records(records, model_labels(model), ends=ends, window=SEGMENT_SECONDS)
     assert all(len(r["top"]) == 2 for r in records)
+
+
+def test_silent_stretch_of_a_live_stream_is_flagged_in_the_output(model, clip, monkeypatch, capsys):
+    pcm = np.concatenate([clip[: 4 * SR], np.zeros(3 * SR, np.float32), clip[: 3 * SR]])
+    source = pipe_source((pcm * 32767).astype("<i2").tobytes(), chunk=8192)
+    monkeypatch.setattr(sys, "stdin", os.fdopen(source.fd, "r"))
+    assert main(["stream", str(model), "--format", "raw", "--json"]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["time"] for r in records] == pytest.approx(range(3, 11), abs=2e-3)
+    assert [r.get("unusable", "")[:6] for r in records] == [""] * 4 + ["silent"] + [""] * 3
+    assert records[4]["label"] is None and records[4]["smoothed"]["label"] in model_labels(model)
+    assert "8 window(s) (1 without a genre: silent or too short)" in captured.err
 
 
 @pytest.mark.parametrize(

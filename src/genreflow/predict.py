@@ -10,6 +10,11 @@ of its segments' outputs; a clip shorter than one segment is zero-padded (and
 multi-label model (sigmoid outputs, ``"multilabel": true``) gives every label whose probability
 reaches the label's threshold from ``genreflow.json`` (:attr:`Prediction.predicted_labels`).
 
+A clip the spectrogram stage would skip (shorter than ``audio.min_seconds`` or quieter than
+``audio.silence_dbfs``, from the model's ``genreflow.json``) is refused with an
+:class:`~genreflow.errors.AudioError`, unless the caller passes ``allow_unusable=True``: then it
+is predicted and :attr:`Prediction.unusable` gives the reason.
+
 This module imports TensorFlow; set thread settings (``genreflow.threads``) before importing it.
 """
 
@@ -67,6 +72,12 @@ class Prediction:
         Wall time of ``decode``, ``features``, ``model`` and ``total``.
     thresholds : np.ndarray, shape (n_labels,), or None
         Per-label decision thresholds of a multi-label model; None for a single-label one.
+    notes : list of str
+        Remarks from decoding a clip that was still usable (an MP3 whose header misjudged
+        its length).
+    unusable : str or None
+        Why the clip is not fit for a genre (``"silent: ..."``, ``"too short: ..."``) when it
+        was predicted anyway (``allow_unusable``); None for a normal clip.
     """
 
     labels: list[str]
@@ -79,6 +90,8 @@ class Prediction:
     short: bool = False
     seconds: dict = field(default_factory=dict)
     thresholds: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    unusable: str | None = None
 
     @property
     def multilabel(self) -> bool:
@@ -109,16 +122,20 @@ class Prediction:
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
 
     def to_dict(self, *, top_k: int | None = None) -> dict[str, Any]:
-        """A JSON-ready record: file, label, top-k, all probabilities, segments, padding, timings.
+        """A JSON-ready record: file, label, top-k, all probabilities, segments, padding, notes,
+        timings.
 
-        A multi-label prediction also has ``labels``: the labels over their thresholds.
+        A multi-label prediction also has ``labels``: the labels over their thresholds; one
+        predicted despite being silent or too short has ``unusable``: the reason.
         """
         top = self.top(top_k or len(self.labels))
         over = {"labels": self.predicted_labels} if self.multilabel else {}
+        flagged = {"unusable": self.unusable} if self.unusable is not None else {}
         return {
             "file": self.source,
             "label": self.label,
             **over,
+            **flagged,
             "top": [{"label": name, "probability": round(p, 6)} for name, p in top],
             "probabilities": {
                 name: round(float(p), 6)
@@ -128,6 +145,7 @@ class Prediction:
             "padded": bool(self.padded),
             "short": bool(self.short),
             "duration": round(float(self.duration), 3),
+            "notes": list(self.notes),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
         }
 
@@ -229,6 +247,23 @@ class Predictor:
     def sample_rate(self) -> int:
         return int(self.info["audio"]["sample_rate"])
 
+    def unusable_reason(self, samples: np.ndarray) -> str | None:
+        """Why ``samples`` (mono, the model's rate) would be skipped in training, or None.
+
+        The model's own ``audio.min_seconds`` and ``audio.silence_dbfs`` (from
+        ``genreflow.json``; a model without them accepts everything), applied as the
+        spectrogram stage applies them (:func:`genreflow.audio.unusable_reason`).
+        """
+        from genreflow.audio import unusable_reason
+
+        audio = self.info["audio"]
+        return unusable_reason(
+            samples,
+            sample_rate=self.sample_rate,
+            min_seconds=float(audio.get("min_seconds") or 0.0),
+            silence_dbfs=audio.get("silence_dbfs"),
+        )
+
     def predict_segments(self, segments: np.ndarray) -> np.ndarray:
         """Probabilities of each segment.
 
@@ -291,6 +326,7 @@ class Predictor:
         *,
         sample_rate: int | None = None,
         source: str | None = None,
+        allow_unusable: bool = False,
     ) -> Prediction:
         """Predict a decoded mono signal.
 
@@ -302,10 +338,18 @@ class Predictor:
             Their rate; resampled to the model's when different (None = already the model's).
         source : str or None
             Recorded in the prediction (a file name).
+        allow_unusable : bool
+            Predict a silent or too-short signal (:meth:`unusable_reason`) instead of refusing
+            it; :attr:`Prediction.unusable` then says why it is unfit.
 
         Returns
         -------
         Prediction
+
+        Raises
+        ------
+        AudioError
+            Not mono, empty, or (unless ``allow_unusable``) silent or too short.
         """
         t0 = time.perf_counter()
         samples = np.asarray(samples, dtype=np.float32)
@@ -321,6 +365,9 @@ class Predictor:
             samples = soxr.resample(samples, sample_rate, self.sample_rate, quality="HQ").astype(
                 np.float32
             )
+        unusable = self.unusable_reason(samples)
+        if unusable is not None and not allow_unusable:
+            raise AudioError(source or "<samples>", unusable)
         clip = self.extractor.segments(samples, pad_short=True)
         t1 = time.perf_counter()
         probabilities, segment_probs = self.clip_probabilities(clip.segments)
@@ -337,22 +384,44 @@ class Predictor:
             short=duration < float(self.info["audio"]["segment_seconds"]),
             seconds={"features": t1 - t0, "model": t2 - t1, "total": t2 - t0},
             thresholds=self.thresholds,
+            unusable=unusable,
         )
 
     def predict_file(
-        self, path: str | os.PathLike, *, max_seconds: float | None = None
+        self,
+        path: str | os.PathLike,
+        *,
+        max_seconds: float | None = None,
+        allow_unusable: bool = False,
     ) -> Prediction:
         """Decode ``path`` (any supported format, rate and channel count) and predict it.
+
+        Parameters
+        ----------
+        path : path-like
+        max_seconds : float or None
+            Refuse longer clips (see :func:`genreflow.audio.load_audio`).
+        allow_unusable : bool
+            Predict a silent or too-short clip anyway, flagged (see :meth:`predict_samples`).
+
+        Returns
+        -------
+        Prediction
+            With the decoder's :attr:`~Prediction.notes`.
 
         Raises
         ------
         AudioError
-            The file cannot be read or decoded (the message names it and says why).
+            The file cannot be read or decoded, or (unless ``allow_unusable``) it is silent or
+            shorter than ``audio.min_seconds`` (the message names it and says why).
         """
         t0 = time.perf_counter()
         audio = self.extractor.load(path, min_seconds=0, silence=False, max_seconds=max_seconds)
         t1 = time.perf_counter()
-        prediction = self.predict_samples(audio.samples, source=str(path))
+        prediction = self.predict_samples(
+            audio.samples, source=str(path), allow_unusable=allow_unusable
+        )
+        prediction.notes = list(audio.notes)
         prediction.seconds = {
             "decode": t1 - t0,
             **prediction.seconds,

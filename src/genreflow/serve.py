@@ -4,7 +4,10 @@ Endpoints (see ``docs/serving.md``):
 
 - ``POST /predict``: a multipart upload with one audio file in the field ``file``; answers the
   clip's genre, the top-k genres, every genre's probability, for a multi-label model the genres
-  over their thresholds (``labels``), and (``?segments=true``) the per-segment detail.
+  over their thresholds (``labels``), the decoder's ``notes``, and (``?segments=true``) the
+  per-segment detail. A silent or too-short clip (the model's ``audio.silence_dbfs`` and
+  ``audio.min_seconds``) is refused with 422 unless ``?allow_unusable=true``, which predicts it
+  and flags it (``unusable``: the reason).
 - ``GET /genres``: the model's labels.
 - ``GET /health``: status, model path, label count, uptime and request counters.
 - ``GET /docs``: the OpenAPI (Swagger) page FastAPI generates.
@@ -62,6 +65,8 @@ AUDIO_STATUS = (
     ("too long", 413, "audio too long"),
     ("empty", 400, "empty upload"),
     ("unsupported format", 415, "unsupported media type"),
+    ("silent", 422, "silent audio"),
+    ("too short", 422, "audio too short"),
 )
 
 
@@ -74,7 +79,8 @@ class ServeLimits:
     max_upload_bytes : int
         Largest accepted file, in bytes.
     max_audio_seconds : float
-        Longest accepted clip (checked from the file header, before decoding).
+        Longest accepted clip (checked from the header of WAV, AU and FLAC, before decoding;
+        MP3 and Ogg are decoded up to this length).
     top_k : int
         Genres listed under ``top`` unless the request asks for another number.
     """
@@ -298,8 +304,10 @@ class InferenceWorker:
         self.in_flight = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genreflow-infer")
 
-    async def predict(self, upload: Upload):
+    async def predict(self, upload: Upload, *, allow_unusable: bool = False):
         """Decode and predict ``upload`` on the worker thread.
+
+        ``allow_unusable`` predicts a silent or too-short clip (flagged) instead of refusing it.
 
         Returns
         -------
@@ -315,15 +323,17 @@ class InferenceWorker:
         queued = time.perf_counter()
         self.in_flight += 1
         try:
-            return await loop.run_in_executor(self._executor, self._predict, upload, queued)
+            return await loop.run_in_executor(
+                self._executor, self._predict, upload, queued, allow_unusable
+            )
         finally:
             self.in_flight -= 1
 
-    def _predict(self, upload: Upload, queued: float):
+    def _predict(self, upload: Upload, queued: float, allow_unusable: bool):
         waited = time.perf_counter() - queued
         try:
             prediction = self.predictor.predict_file(
-                upload.path, max_seconds=self.max_audio_seconds
+                upload.path, max_seconds=self.max_audio_seconds, allow_unusable=allow_unusable
             )
         except AudioError as exc:
             status, error = _audio_status(exc.reason)
@@ -462,7 +472,10 @@ def create_app(
             400: {"model": ErrorResponse, "description": "empty upload, no `file` field"},
             413: {"model": ErrorResponse, "description": "upload or audio too long"},
             415: {"model": ErrorResponse, "description": "not multipart, not an audio type"},
-            422: {"model": ErrorResponse, "description": "the file cannot be decoded"},
+            422: {
+                "model": ErrorResponse,
+                "description": "the file cannot be decoded, or is silent or too short",
+            },
         },
         openapi_extra={
             "requestBody": {
@@ -489,6 +502,11 @@ def create_app(
         request: Request,
         segments: bool = Query(False, description="add per-segment probabilities"),
         top_k: int | None = Query(None, ge=1, description="genres under `top` (default: config)"),
+        allow_unusable: bool = Query(
+            False,
+            description="predict a silent or too-short clip anyway, flagged `unusable`, "
+            "instead of answering 422",
+        ),
     ):
         mime, options = parse_options_header(request.headers.get("content-type", ""))
         if mime != b"multipart/form-data":
@@ -521,7 +539,7 @@ def create_app(
                 # Nobody is left to answer; the status only goes to the log.
                 raise ApiError(400, "upload interrupted", "the client disconnected") from None
             upload = receiver.finish()
-            prediction = await worker.predict(upload)
+            prediction = await worker.predict(upload, allow_unusable=allow_unusable)
         finally:
             receiver.cleanup()
         stats["served"] += 1
@@ -724,9 +742,18 @@ def _models():
             description="every genre; they sum to 1 for a single-label model, not for a "
             "multi-label (sigmoid) one"
         )
+        unusable: str | None = Field(
+            default=None,
+            description="only with ?allow_unusable=true, for a silent or too-short clip: why "
+            "its genre means little",
+        )
         duration: float = Field(description="clip length in seconds")
         padded: bool = Field(description="the clip or its tail was zero-padded to a segment")
         n_segments: int
+        notes: list[str] = Field(
+            default_factory=list,
+            description="remarks from decoding, e.g. an MP3 whose header misjudged its length",
+        )
         segments: list[SegmentDetail] | None = Field(
             default=None, description="only with ?segments=true"
         )

@@ -22,6 +22,12 @@ The pieces, in the order the audio meets them:
 When the stream ends between two hops, a last result covers the final ``window`` seconds
 (zero-padded only when the whole stream is shorter than one model segment) and is flagged
 ``final``.
+
+A window that training would have skipped as a clip (quieter than the model's
+``audio.silence_dbfs``, or shorter than ``audio.min_seconds``: only a whole stream that short)
+gets no genre: its result has ``unusable`` (the reason) and no probabilities, and the smoothed
+decision carries over unchanged, so a pause between two songs neither gets a genre nor moves
+the decision.
 """
 
 from __future__ import annotations
@@ -358,10 +364,12 @@ class WindowResult:
         End of the window in stream seconds (the "now" of this line).
     start : float
         Start of the window in stream seconds.
-    probabilities : np.ndarray, shape (n_labels,)
-        This window's genre probabilities (mean over its model segments).
-    smoothed : np.ndarray, shape (n_labels,)
-        Exponential moving average of ``probabilities`` up to this window.
+    probabilities : np.ndarray, shape (n_labels,), or None
+        This window's genre probabilities (mean over its model segments); None for an
+        ``unusable`` window.
+    smoothed : np.ndarray, shape (n_labels,), or None
+        Exponential moving average of ``probabilities`` up to this window (unusable windows
+        left out); None while no window had a genre yet.
     padded : bool
         The window was shorter than one model segment and was zero-padded.
     final : bool
@@ -372,32 +380,45 @@ class WindowResult:
         The model's labels, in output order.
     thresholds : np.ndarray, shape (n_labels,), or None
         Per-label thresholds of a multi-label model; None for a single-label one.
+    unusable : str or None
+        Why this window has no genre (``"silent: RMS -72.4 dBFS (threshold -60 dBFS)"``,
+        ``"too short: ..."``); None for a classified window.
     """
 
     time: float
     start: float
-    probabilities: np.ndarray
-    smoothed: np.ndarray
+    probabilities: np.ndarray | None
+    smoothed: np.ndarray | None
     padded: bool = False
     final: bool = False
     seconds: float = 0.0
     labels: list[str] = field(default_factory=list)
     thresholds: np.ndarray | None = None
+    unusable: str | None = None
 
     @property
-    def label(self) -> str:
+    def label(self) -> str | None:
+        """This window's most probable label; None for an unusable window."""
+        if self.probabilities is None:
+            return None
         return self.labels[int(np.argmax(self.probabilities))]
 
     @property
-    def smoothed_label(self) -> str:
+    def smoothed_label(self) -> str | None:
+        """The smoothed decision's most probable label; None before any window had a genre."""
+        if self.smoothed is None:
+            return None
         return self.labels[int(np.argmax(self.smoothed))]
 
     @property
     def smoothed_labels(self) -> list[str]:
         """Multi-label decision: the labels whose smoothed probability reaches their threshold.
 
-        Most probable first; ``[smoothed_label]`` for a single-label model.
+        Most probable first; ``[smoothed_label]`` for a single-label model; empty before any
+        window had a genre.
         """
+        if self.smoothed is None:
+            return []
         if self.thresholds is None:
             return [self.smoothed_label]
         over = self.smoothed >= self.thresholds
@@ -407,33 +428,49 @@ class WindowResult:
     def to_dict(self, *, top_k: int = 3) -> dict[str, Any]:
         """A JSON-ready record (one line of ``genreflow stream --json``).
 
-        For a multi-label model ``smoothed`` also has ``labels``: the decision.
+        For a multi-label model ``smoothed`` also has ``labels``: the decision. An unusable
+        window has ``"unusable": reason``, ``"label": null``, an empty ``top`` and
+        ``"probabilities": null``; ``smoothed`` is null until a window had a genre.
         """
         over = {"labels": self.smoothed_labels} if self.thresholds is not None else {}
-        return {
-            "time": round(self.time, 3),
-            "start": round(self.start, 3),
-            "label": self.label,
-            "top": _top(self.labels, self.probabilities, top_k),
-            "probabilities": _rounded(self.labels, self.probabilities),
-            "smoothed": {
+        flagged = {"unusable": self.unusable} if self.unusable is not None else {}
+        smoothed = None
+        if self.smoothed is not None:
+            smoothed = {
                 "label": self.smoothed_label,
                 **over,
                 "top": _top(self.labels, self.smoothed, top_k),
                 "probabilities": _rounded(self.labels, self.smoothed),
-            },
+            }
+        classified = self.probabilities is not None
+        return {
+            "time": round(self.time, 3),
+            "start": round(self.start, 3),
+            "label": self.label,
+            **flagged,
+            "top": _top(self.labels, self.probabilities, top_k) if classified else [],
+            "probabilities": _rounded(self.labels, self.probabilities) if classified else None,
+            "smoothed": smoothed,
             "padded": self.padded,
             "final": self.final,
             "seconds": round(self.seconds, 4),
         }
 
     def to_line(self, *, top_k: int = 3) -> str:
-        """One human-readable line: time, the top genres, the smoothed decision."""
-        order = np.argsort(-self.probabilities, kind="stable")[:top_k]
-        tops = "  ".join(f"{self.labels[i]} {self.probabilities[i]:4.0%}" for i in order)
+        """One human-readable line: time, the top genres, the smoothed decision.
+
+        An unusable window shows ``(no genre: REASON)`` in place of the genres.
+        """
+        if self.probabilities is None:
+            tops = f"(no genre: {self.unusable})"
+        else:
+            order = np.argsort(-self.probabilities, kind="stable")[:top_k]
+            tops = "  ".join(f"{self.labels[i]} {self.probabilities[i]:4.0%}" for i in order)
         flags = "".join(
             f" ({name})" for name, on in (("final", self.final), ("padded", self.padded)) if on
         )
+        if self.smoothed is None:
+            return f"{self.time:8.2f} s  {tops}  | smoothed: (none yet){flags}"
         if self.thresholds is not None:
             position = {name: i for i, name in enumerate(self.labels)}
             decision = ", ".join(
@@ -486,6 +523,11 @@ class StreamClassifier:
         self.window_seconds = window_seconds
         self.hop_seconds = hop_seconds
         self.smoothing = smoothing
+        audio = predictor.info["audio"]
+        #: The model's ``audio.min_seconds`` and ``audio.silence_dbfs`` (windows failing them
+        #: get no genre).
+        self.min_seconds = float(audio.get("min_seconds") or 0.0)
+        self.silence_dbfs = audio.get("silence_dbfs")
         window = max(1, round(window_seconds * self.sample_rate))
         hop = max(1, round(hop_seconds * self.sample_rate))
         self.windows = SlidingWindow(window=window, hop=hop)
@@ -530,7 +572,27 @@ class StreamClassifier:
         return np.ascontiguousarray(windows[:, starts].transpose(1, 0, 2)), padded
 
     def _classify(self, samples: np.ndarray, *, end: int, final: bool) -> WindowResult:
+        from genreflow.audio import unusable_reason
+
         t0 = time.perf_counter()
+        unusable = unusable_reason(
+            samples,
+            sample_rate=self.sample_rate,
+            min_seconds=self.min_seconds,
+            silence_dbfs=self.silence_dbfs,
+        )
+        if unusable is not None:
+            return WindowResult(
+                time=end / self.sample_rate,
+                start=(end - len(samples)) / self.sample_rate,
+                probabilities=None,
+                smoothed=None if self._smoothed is None else self._smoothed.copy(),
+                final=final,
+                seconds=time.perf_counter() - t0,
+                labels=self.labels,
+                thresholds=getattr(self.predictor, "thresholds", None),
+                unusable=unusable,
+            )
         segments, padded = self.window_segments(samples)
         probs, _ = self.predictor.clip_probabilities(segments)
         if self._smoothed is None:

@@ -12,8 +12,11 @@ DESCRIPTION = (
     "model's segments and average the segment probabilities. Prints the top-k genres per file, "
     "or one JSON document with --json. A multi-label model also gives every genre whose "
     "probability reaches its threshold (tuned on the valid split, stored in genreflow.json): "
-    "the 'labels' line, or 'labels' in the JSON. A file that cannot be read gets a one-line error on "
-    "stderr; the others are still predicted, and the exit status is 1."
+    "the 'labels' line, or 'labels' in the JSON. A file that cannot be read, or that the model's "
+    "training would have skipped (shorter than audio.min_seconds, or silent: quieter than "
+    "audio.silence_dbfs, both from the model's genreflow.json), gets a one-line error on stderr; "
+    "the others are still predicted, and the exit status is 1. With --allow-unusable, silent and "
+    "too-short files are predicted anyway and flagged 'unusable' with the reason."
 )
 
 
@@ -22,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+", help="audio files")
     parser.add_argument("--top-k", metavar="K", type=int, default=3, help="genres shown per file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--allow-unusable",
+        action="store_true",
+        help="predict silent or too-short files anyway, flagged 'unusable' with the reason, "
+        "instead of reporting them as errors",
+    )
     add_inference_threads_argument(parser)
 
 
@@ -41,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in args.files:
         try:
-            prediction = predictor.predict_file(path)
+            prediction = predictor.predict_file(path, allow_unusable=args.allow_unusable)
         except AudioError as exc:
             failed += 1
             print(f"genreflow predict: error: {exc}", file=sys.stderr, flush=True)
@@ -60,12 +69,17 @@ def run(args: argparse.Namespace) -> int:
 def format_prediction(prediction, *, top_k: int) -> str:
     """``FILE  (duration, segments[, padding note])`` then ``rank  genre  probability`` lines.
 
-    A multi-label prediction has a ``labels:`` line first: the genres over their thresholds.
+    ``unusable:`` (a clip predicted despite being silent or too short) and ``note:`` (from the
+    decoder) lines come first; a multi-label prediction then has a ``labels:`` line: the genres
+    over their thresholds.
     """
-    notes = f"{prediction.duration:.1f} s, {len(prediction.offsets)} segment(s)"
+    summary = f"{prediction.duration:.1f} s, {len(prediction.offsets)} segment(s)"
     if prediction.short:
-        notes += ", shorter than one segment: zero-padded"
-    lines = [f"{prediction.source}  ({notes})"]
+        summary += ", shorter than one segment: zero-padded"
+    lines = [f"{prediction.source}  ({summary})"]
+    if prediction.unusable:
+        lines.append(f"  unusable: {prediction.unusable}; predicted anyway (--allow-unusable)")
+    lines += [f"  note: {note}" for note in prediction.notes]
     if prediction.multilabel:
         over = ", ".join(prediction.predicted_labels) or "none over its threshold"
         lines.append(f"  labels: {over}")

@@ -13,6 +13,8 @@ DESCRIPTION = (
     "GET /genres lists the genres, GET /health reports status and counters, /docs is the "
     "OpenAPI page. Uploads are decoded and predicted one at a time on one worker thread. "
     "Limits come from the config section serve (max_upload_mb, max_audio_seconds, top_k). "
+    "A silent or too-short clip (the model's audio.silence_dbfs, audio.min_seconds) gets a 422 "
+    "unless the request adds ?allow_unusable=true. "
     "Binds to 127.0.0.1 unless --host says otherwise; the API has no authentication. "
     "See docs/serving.md."
 )

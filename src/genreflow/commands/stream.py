@@ -12,7 +12,9 @@ DESCRIPTION = (
     "with --json): the stream time, the top genres and a smoothed decision (exponential moving "
     "average of the probabilities). Audio at another rate is resampled with soxr's streaming "
     "resampler. When the stream ends between two hops, a last line covers the final window "
-    "and is marked final. Example: "
+    "and is marked final. A window quieter than the model's audio.silence_dbfs (or a whole "
+    "stream shorter than audio.min_seconds) gets no genre: its line says why ('unusable' in "
+    "the JSON) and the smoothed decision carries over unchanged. Example: "
     "sox in.mp3 -t raw -r 22050 -e signed -b 16 -c 1 - | genreflow stream MODEL --format raw "
     "--rate 22050. See docs/serving.md."
 )
@@ -149,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         final=not args.no_final,
         on_format=on_format,
     )
-    count, slow, started = 0, 0, time.perf_counter()
+    count, unusable, slow, started = 0, 0, 0, time.perf_counter()
     try:
         for result in results:
             line = (
@@ -160,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
             count += 1
+            unusable += result.unusable is not None
             if result.seconds > args.hop and not result.final:
                 slow += 1
                 if slow == 1:
@@ -178,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if args.input != "-":
             os.close(fd)
+    without = f" ({unusable} without a genre: silent or too short)" if unusable else ""
     print(
-        f"genreflow stream: {count} window(s) from {source.bytes_read} bytes "
+        f"genreflow stream: {count} window(s){without} from {source.bytes_read} bytes "
         f"in {time.perf_counter() - started:.1f} s",
         file=log,
         flush=True,
