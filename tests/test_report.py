@@ -162,8 +162,8 @@ def logged_times(results: Path, stage: str) -> dict[int, list[float]]:
             data = json.loads(path.read_text())
         except json.JSONDecodeError:
             continue  # the report skips it too, with a note
-        if data.get("stage") != stage:
-            continue
+        if data.get("stage") != stage or data.get("resumed_clips"):
+            continue  # resumed runs: the report leaves them out, with a note
         if stage == "spectrograms":
             times.setdefault(data["n_ranks"], []).append(
                 data["wall_seconds"] - data["startup_seconds"]
@@ -356,6 +356,13 @@ def test_report_recovers_serial_fraction_and_notes_missing_stages(tmp_path, caps
     bad.mkdir(parents=True)
     (bad / "timings.json").write_text("{not json")
     (bad / "other_timings.json").write_text(json.dumps({"stage": "serve", "seconds": 1}))
+    # A run that resumed an interrupted one timed only part of the stage: left out, with why.
+    first = json.loads((results / "demo/features/feedc0de/ranks2/timings.json").read_text())
+    resumed = bad.parent / "resumed"
+    resumed.mkdir()
+    (resumed / "timings.json").write_text(
+        json.dumps({**first, "resumed_clips": 7, "files": 3, "wall_seconds": 1.0})
+    )
     out = results / "report"  # inside the results: must not be read back as input
 
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
@@ -377,6 +384,7 @@ def test_report_recovers_serial_fraction_and_notes_missing_stages(tmp_path, caps
     assert any("no evaluation metrics found" in n for n in notes["quality"])
     assert any("broken/timings.json" in n and "not valid JSON" in n for n in notes["files"])
     assert any("broken/other_timings.json" in n and "'serve'" in n for n in notes["files"])
+    assert any("resumed/timings.json" in n and "a resumed run" in n for n in notes["files"])
     markdown = (out / "report.md").read_text()
     for text in ("no training timings found", "no evaluation metrics found", "not valid JSON"):
         assert text in markdown

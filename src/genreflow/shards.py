@@ -18,7 +18,9 @@ manifest order. The arrays are read-only views: ``np.asarray(x, dtype=np.float32
 :class:`ShardWriter` streams rows into a shard whose final length is unknown: it writes an
 ``.npy`` header for zero rows (numpy reserves room in the header for the row count to grow),
 appends raw rows, then rewrites the header with the real row count and renames the file into
-place through :func:`genreflow.atomic.atomic_path`.
+place through :func:`genreflow.atomic.atomic_path`. Its ``on_finished`` callback runs after each
+rename (the spectrogram stage writes its resume journal there) and ``first_index`` lets a
+resumed run carry on numbering after the shards it kept.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +61,18 @@ INDEX_COLUMNS = (
 MARKER = "features.json"
 INDEX = "index.csv"
 
+_SHARD_NAME = re.compile(r"part-(\d+)-(\d+)\.npy")
+
 
 def shard_name(rank: int, k: int) -> str:
     """File name of rank ``rank``'s ``k``-th shard: ``part-<rank>-<k>.npy``."""
     return f"part-{rank}-{k}.npy"
+
+
+def parse_shard_name(name: str) -> tuple[int, int] | None:
+    """``(rank, k)`` of a shard file name ``part-<rank>-<k>.npy``; ``None`` for any other name."""
+    match = _SHARD_NAME.fullmatch(name)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 class ShardWriter:
@@ -79,6 +90,13 @@ class ShardWriter:
         Start a new shard before a block would take the current file (header included) past
         this size. One clip's block is never split; a block larger than ``max_bytes`` gets a
         shard of its own.
+    first_index : int
+        Number of the first shard this writer opens (``part-<rank>-<first_index>.npy``); a
+        resumed run starts after the shards it kept.
+    on_finished : callable, optional
+        ``on_finished(name, rows, size)``, called after each shard has been renamed into place
+        with its file name, row count and size in bytes. An exception it raises propagates out
+        of :meth:`append` or :meth:`close`; the shard stays in place.
 
     Notes
     -----
@@ -94,13 +112,19 @@ class ShardWriter:
         rank: int,
         row_shape: tuple[int, int],
         max_bytes: int,
+        first_index: int = 0,
+        on_finished: Callable[[str, int, int], None] | None = None,
     ) -> None:
+        if first_index < 0:
+            raise ValueError(f"first_index must be >= 0, got {first_index}")
         self.directory = Path(directory)
         self.rank = rank
         self.row_shape = tuple(int(n) for n in row_shape)
         self.row_bytes = SHARD_DTYPE.itemsize * int(np.prod(self.row_shape))
         self.max_bytes = int(max_bytes)
-        self.finished: list[tuple[str, int]] = []  # (name, rows) of closed shards
+        self.first_index = int(first_index)
+        self.on_finished = on_finished
+        self.finished: list[tuple[str, int]] = []  # (name, rows) of shards this writer closed
         self.bytes_written = 0
         self._stack: contextlib.ExitStack | None = None
         self._fh: Any = None
@@ -161,7 +185,7 @@ class ShardWriter:
         return {"descr": SHARD_DTYPE.str, "fortran_order": False, "shape": (rows, *self.row_shape)}
 
     def _open_shard(self) -> None:
-        self._name = shard_name(self.rank, len(self.finished))
+        self._name = shard_name(self.rank, self.first_index + len(self.finished))
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.directory / self._name))
         # The stack owns the file: it stays open across appends until the shard is finalised.
@@ -177,10 +201,13 @@ class ShardWriter:
         if fh.tell() != self._data_offset:  # numpy reserves 21 digits for the row count
             raise RuntimeError(f"{self._name}: the .npy header changed size when it was finalised")
         fh.seek(0, os.SEEK_END)
-        self.bytes_written += fh.tell()
+        size = fh.tell()
+        self.bytes_written += size
         stack, self._stack, self._fh = self._stack, None, None
         stack.close()  # closes the file, then fsync + rename into place
         self.finished.append((self._name, self._rows))
+        if self.on_finished is not None:
+            self.on_finished(self._name, self._rows, size)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@ DESCRIPTION = (
     "timings.json, previews/ and, last, features.json. Runs on one rank under plain `genreflow`, "
     "or on N ranks under `mpiexec -n N genreflow spectrograms ...` or `srun` (with --mpi=pmi2). "
     "Clips that cannot be decoded are listed in bad_files.csv and skipped; the command fails "
-    "(without features.json) when more than preprocess.max_failed_fraction of them are bad."
+    "(without features.json) when more than preprocess.max_failed_fraction of them are bad. "
+    "A rerun in the same --out after a kill (time limit, preemption) resumes: it keeps the "
+    "shards that the killed run finished (journal/part-<rank>-<k>.json vouches for each) and "
+    "converts only the other clips, with the same result as an uninterrupted run; a changed "
+    "manifest, clip file, audio/mel config, preprocess.shard_mb or .previews_per_genre, or rank "
+    "count starts over (one line on stderr says why)."
 )
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -33,7 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         required=True,
-        help="feature directory (a previous run's outputs there are replaced)",
+        help="feature directory (a previous run's outputs there are replaced; an interrupted "
+        "run's finished shards are kept and not converted again, unless --fresh)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="do not resume an interrupted earlier run in --out: delete its shards and journals "
+        "and convert every clip again (default: keep the shards it finished when the manifest, "
+        "clip files, config and rank count are unchanged)",
     )
     add_config_arguments(parser)
 
@@ -47,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     started = process_start_time() if Path("/proc/self/stat").exists() else CLI_ENTRY
     try:
-        summary = run_spectrograms(manifest=args.manifest, out=args.out, cfg=cfg, started=started)
+        summary = run_spectrograms(
+            manifest=args.manifest, out=args.out, cfg=cfg, started=started, fresh=args.fresh
+        )
     except PeerStageError:
         return 2  # rank 0 prints the reason once
     if summary.rank == 0:

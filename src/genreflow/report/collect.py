@@ -396,6 +396,13 @@ def read_spectrogram_timings(
     wall = _number(data.get("wall_seconds"))
     if not n_ranks or n_ranks < 1 or wall is None or wall < 0:
         raise UnusableFile("spectrogram timings need n_ranks >= 1 and wall_seconds >= 0")
+    resumed = _count(data.get("resumed_clips"))
+    if resumed:
+        # Its time covers only the clips after the interruption: no measure of the stage.
+        raise UnusableFile(
+            f"a resumed run ({resumed} clips were converted by an earlier, interrupted run); "
+            "run `genreflow spectrograms --fresh` (or delete the folder) to time the whole stage"
+        )
     startup = _number(data.get("startup_seconds"))
     ranks = []
     for item in data.get("ranks") or []:
