@@ -24,6 +24,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    # Under the SLURM profile: refuse jobs no partition can ever run, before submitting any.
+    check_slurm_requests()
+
+
 rule all:
     default_target: True
     input:

@@ -6,14 +6,16 @@
 #   slurm/local-cluster.sh status   print the state; exit 0 only if the node accepts jobs
 #
 # `up` and `down` need root (apt-get, /etc/slurm, daemons running as root). Both are idempotent.
-# The node gets all CPUs of this machine and ~90% of the memory `slurmd -C` sees, one partition
-# `main` (the default), MpiDefault=pmi2 so that `srun -n N python ...` gives MPI ranks 0..N-1
+# The node gets all CPUs of this machine (at least 4, so that the default config's 4-rank
+# spectrogram job fits; oversubscribed on smaller machines) and ~90% of the memory `slurmd -C`
+# sees, one partition `main` (the default), MpiDefault=pmi2 so that `srun -n N python ...` gives MPI ranks 0..N-1
 # with MPICH, and no accounting database (so `sacct` does not work: the Snakemake profile in
 # slurm/config.yaml uses squeue for job status).
 #
 # Environment knobs:
-#   GENREFLOW_SLURM_CPUS=N       CPUs the node offers (default: nproc). More than the machine has
-#                                lets an N-rank MPI job run oversubscribed (timings then overlap).
+#   GENREFLOW_SLURM_CPUS=N       CPUs the node offers (default: nproc, at least 4). More than the
+#                                machine has lets an N-rank MPI job run oversubscribed (timings
+#                                then overlap).
 #   GENREFLOW_SLURM_TIMEOUT=S    seconds to wait for the node to become idle (default 60)
 #   GENREFLOW_SLURM_FORCE_CONF=1 overwrite an /etc/slurm/slurm.conf this script did not write
 set -euo pipefail
@@ -34,6 +36,8 @@ readonly MUNGE_PID="$MUNGE_RUN/munged.pid"
 readonly STATE_DIR=/run/genreflow-slurm
 readonly PACKAGES=(slurmctld slurmd slurm-client munge)
 readonly TIMEOUT="${GENREFLOW_SLURM_TIMEOUT:-60}"
+# The largest job of the default config (config/config.yaml: preprocess.ranks up to 4).
+readonly MIN_CPUS=4
 CONF_CHANGED=0
 NODE="$(hostname -s)"
 readonly NODE
@@ -126,6 +130,9 @@ write_conf() {
     local cpus mem_total mem conf_text overrides=""
     cpus="${GENREFLOW_SLURM_CPUS:-$(nproc)}"
     [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "GENREFLOW_SLURM_CPUS must be a positive integer, not '$cpus'"
+    if [[ -z "${GENREFLOW_SLURM_CPUS:-}" ]] && ((cpus < MIN_CPUS)); then
+        cpus=$MIN_CPUS
+    fi
     if ((cpus > $(nproc))); then
         # Trust the configured CPU count instead of draining the node for "low core count".
         overrides="SlurmdParameters=config_overrides"
@@ -158,6 +165,9 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# A job that no partition could ever run (more CPUs, nodes, memory or time than it has) is
+# rejected by sbatch at once instead of pending for ever with reason PartitionConfig.
+EnforcePartLimits=ALL
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 # srun starts MPICH ranks through PMI2.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,74 @@ def test_sbatch_wait_reports_a_failing_job(tmp_path: Path):
     result = _run(["sbatch", "--wait", "--time=5", f"--output={out}", str(script)])
     assert result.returncode == 3, result.stdout + result.stderr
     assert "about to fail" in out.read_text()
+
+
+def _partition_cpus() -> int:
+    nodes = _run(["sinfo", "-h", "-N", "-o", "%c"]).stdout.split()
+    return sum(int(n) for n in nodes)
+
+
+def test_sbatch_refuses_a_job_no_partition_can_run(tmp_path: Path):
+    """More tasks than the cluster's CPUs: refused at submission, not pending for ever."""
+    tasks = 2 * _partition_cpus()
+    script = tmp_path / "big.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    result = _run(
+        [
+            "sbatch",
+            f"--ntasks={tasks}",
+            "--time=5",
+            f"--output={tmp_path / 'big.out'}",
+            str(script),
+        ],
+        timeout=30,
+    )
+    cancel_jobs(submitted_job_ids(result.stdout))
+    assert result.returncode != 0, f"a {tasks}-task job was accepted: {result.stdout}"
+    assert "submission failed" in result.stderr, result.stderr
+
+
+def test_a_job_pending_for_a_reason_that_never_clears_is_reported_and_cancelled(tmp_path: Path):
+    """The workflow's watcher (onstart under the profile) does not wait on such a job."""
+    from genreflow.slurm_check import cancel_hopeless_jobs
+
+    failing = tmp_path / "fail.sh"
+    failing.write_text("#!/bin/bash\nexit 1\n")
+    first = _run(
+        [
+            "sbatch",
+            "--wait",
+            "--time=5",
+            "--mem=100",
+            f"--output={tmp_path / 'a.out'}",
+            str(failing),
+        ]
+    )
+    (first_id,) = submitted_job_ids(first.stdout)
+    # Depends on a job that failed: pends with reason DependencyNeverSatisfied for ever.
+    second = _run(
+        [
+            "sbatch",
+            f"--dependency=afterok:{first_id}",
+            "--time=5",
+            "--mem=100",
+            "--comment=rule_train",
+            f"--chdir={tmp_path}",
+            f"--output={tmp_path / 'b.out'}",
+            str(failing),
+        ]
+    )
+    (second_id,) = submitted_job_ids(second.stdout)
+    try:
+        reported: list[str] = []
+        for _ in range(30):  # the controller evaluates dependencies within seconds
+            found = cancel_hopeless_jobs(workdir=str(tmp_path), report=reported.append)
+            if found:
+                break
+            time.sleep(1)
+        assert [j.job_id for j in found] == [second_id], reported
+        assert "DependencyNeverSatisfied" in reported[0] and "cancelling" in reported[0]
+        state = _run(["squeue", "-h", "-j", second_id, "-o", "%T"]).stdout.strip()
+        assert state in {"", "CANCELLED"}, state
+    finally:
+        cancel_jobs([second_id])

@@ -55,11 +55,23 @@ def workdir(path: Path, cfg: dict) -> Path:
     return path
 
 
-def snakemake(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``cwd``; stdout and stderr together in ``.stdout``."""
+def snakemake(
+    cwd: Path, *args: str, timeout: float = 120, activated: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``cwd``; stdout and stderr together in ``.stdout``.
+
+    ``activated=False`` runs ``.venv/bin/snakemake`` as a user would without activating the
+    environment: PATH holds no folder of it.
+    """
     env = dict(os.environ)
-    # The jobs call `genreflow` and Snakemake's own Python: both live beside this interpreter.
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if activated:
+        # Like `source .venv/bin/activate`: genreflow, mpiexec... on PATH.
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    else:
+        env.pop("VIRTUAL_ENV", None)
+        env["PATH"] = os.pathsep.join(
+            p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p) != BIN
+        )
     env.setdefault("MPLBACKEND", "Agg")
     cmd = [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args]
     try:
@@ -483,3 +495,86 @@ def test_failing_slurm_job_stops_the_run_with_its_log(tmp_path: Path):
     assert re.search(r"\.snakemake/slurm_logs/rule_\w+/(\w+/)?\d+\.log", result.stdout), (
         result.stdout[-4000:]
     )
+
+
+def _default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.slurm
+def test_impossible_slurm_request_stops_the_run_before_submitting(tmp_path: Path):
+    """A rank count no partition can hold fails at once, naming the key; it never pends."""
+    require_slurm()
+    cfg = merged(TINY, {"preprocess": {"ranks": [1, 2, 512], "production_ranks": 2}})
+    result = snakemake(workdir(tmp_path, cfg), "--profile", str(REPO / "slurm"), timeout=180)
+    cancel_jobs(submitted_job_ids(result.stdout))
+    assert result.returncode != 0, result.stdout[-4000:]
+    assert not submitted_job_ids(result.stdout), result.stdout[-4000:]
+    text = result.stdout
+    assert "rule spectrograms (ranks=512) asks for 512 task(s) x 1 CPU(s)" in text, text[-4000:]
+    assert "change preprocess.ranks" in text and "task(s) of 1 CPU(s) fit" in text, text[-4000:]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_default_config_completes_on_slurm_without_an_activated_environment(tmp_path: Path):
+    """The config a user gets, through `.venv/bin/snakemake --profile slurm`, venv not active."""
+    require_slurm()
+    cfg = _default_config()
+    result = snakemake(
+        workdir(tmp_path, cfg), "--profile", str(REPO / "slurm"), timeout=3000, activated=False
+    )
+    job_ids = submitted_job_ids(result.stdout)
+    cancel_jobs(job_ids)
+    assert result.returncode == 0, result.stdout[-8000:]
+    found = _check_outputs(tmp_path, cfg)
+    assert sorted(found["timings"]) == sorted(set(cfg["preprocess"]["ranks"]))
+    assert found["timings"][4]["launcher"] == "srun"
+    slurm_logs = "".join(
+        p.read_text(errors="replace")
+        for p in (tmp_path / ".snakemake" / "slurm_logs").glob("rule_*/**/*.log")
+    )
+    assert "command not found" not in slurm_logs
+
+
+def _slurm_profile(path: Path, **train_resources) -> Path:
+    """A copy of the repository's profile with the `train` rule's resources changed."""
+    profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+    profile["set-resources"]["train"].update(train_resources)
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(profile))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_training_cut_by_its_time_limit_resumes_and_completes(tmp_path: Path):
+    """A 1-minute limit cuts training; the profile retries it and it resumes from its checkpoint."""
+    require_slurm()
+    # About 100 s of epochs on 2 cores: more than a 1-minute limit, less than three of them.
+    cfg = merged(
+        TINY,
+        {
+            "preprocess": {"ranks": [2], "production_ranks": 2},
+            "train": {"epochs": 70, "production_threads": 2, "patience": None},
+        },
+    )
+    profile = _slurm_profile(tmp_path / "profile", runtime=1)
+    cwd = workdir(tmp_path / "run", cfg)
+    result = snakemake(cwd, "--profile", str(profile), "--until", "train", timeout=1200)
+    cancel_jobs(submitted_job_ids(result.stdout))
+    assert result.returncode == 0, result.stdout[-8000:]
+    run = _run_dir(cwd, cfg)
+    (models,) = (run / "models").iterdir()
+    assert (models / "model" / "model.keras").is_file()
+    history = json.loads((models / "model" / "history.json").read_text())
+    assert len(history["epochs"]) == cfg["train"]["epochs"]
+    # Each attempt is its own SLURM job; the first was cut by its limit, the last resumed.
+    logs = sorted(
+        (cwd / ".snakemake" / "slurm_logs" / "rule_train").glob("*.log"),
+        key=lambda p: int(p.stem),
+    )
+    assert len(logs) >= 2, result.stdout[-6000:]
+    assert "DUE TO TIME LIMIT" in logs[0].read_text(errors="replace"), logs[0].read_text()[-3000:]
+    train_log = (run / "logs" / "train.log").read_text()
+    assert re.search(r"train: resuming after epoch \d+", train_log), train_log[-3000:]

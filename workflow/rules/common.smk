@@ -31,6 +31,8 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
+
 from genreflow.config import FEATURE_SECTIONS, config_hash, validate_config
 
 # Cross-field checks (fmax vs Nyquist, split fractions...) that a JSON schema cannot express.
@@ -68,13 +70,30 @@ def _env_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def _uses_conda() -> bool:
+    methods = getattr(workflow.deployment_settings, "deployment_method", ()) or ()
+    return any(str(m).lower().endswith("conda") for m in methods)
+
+
+def use_snakemakes_environment() -> None:
+    """Jobs run the ``genreflow`` installed beside the Python running Snakemake (activated or
+    not); with ``--use-conda`` each rule's environment provides it instead."""
+    if _uses_conda():
+        return
+    from genreflow.workflow_env import use_environment_of
+
+    use_environment_of(sys.executable)
+
+
+use_snakemakes_environment()
+
+
 def default_mpi_launcher() -> str:
     """The ``mpiexec`` next to ``sys.executable`` (the venv's MPICH), else ``mpiexec``.
 
     With ``--use-conda`` the jobs run in the rule's environment, whose ``mpiexec`` is on PATH.
     """
-    methods = getattr(workflow.deployment_settings, "deployment_method", ()) or ()
-    if any(str(m).lower().endswith("conda") for m in methods):
+    if _uses_conda():
         return "mpiexec"
     candidate = _env_bin() / "mpiexec"
     return str(candidate) if candidate.exists() else "mpiexec"
@@ -263,3 +282,47 @@ def stage_targets() -> list[str]:
 def all_targets() -> list[str]:
     """The targets of the default target (`all`): every stage's output and the report over them."""
     return [*stage_targets(), f"{REPORT_DIR}/summary.json"]
+
+
+def slurm_requests(jobs):
+    """What each job will ask SLURM for (the plugin's sbatch options)."""
+    from genreflow.slurm_check import JobRequest
+
+    requests = []
+    for job in jobs:
+        if job.is_local:
+            continue
+        res = job.resources
+        tasks = res.get("tasks") or 1
+        cpus = res.get("cpus_per_task") or job.threads
+        runtime = res.get("runtime")
+        requests.append(
+            JobRequest(
+                job.rule.name,
+                label=", ".join(f"{k}={v}" for k, v in job.wildcards_dict.items()),
+                partition=res.get("slurm_partition") or None,
+                tasks=int(tasks),
+                cpus_per_task=max(1, int(cpus)),
+                mem_mb=int(res["mem_mb"]) if res.get("mem_mb") else None,
+                runtime_minutes=float(runtime) if runtime else None,
+                nodes=int(res["nodes"]) if res.get("nodes") else None,
+            )
+        )
+    return requests
+
+
+def check_slurm_requests() -> None:
+    """Before the first submission: stop if a job could never start on this SLURM cluster."""
+    plugin = workflow.executor_plugin
+    if plugin is None or getattr(plugin, "name", "") != "slurm":
+        return
+    from genreflow.slurm_check import check_requests, query_nodes
+
+    nodes, default = query_nodes()
+    check_requests(
+        slurm_requests(workflow.dag.needrun_jobs()), nodes=nodes, default=default
+    )
+    # Sites without EnforcePartLimits keep such jobs pending instead: cancel them, with why.
+    from genreflow.slurm_check import watch_pending_jobs
+
+    watch_pending_jobs(workdir=os.getcwd(), report=lambda text: logger.error(text))
