@@ -656,10 +656,13 @@ def remove_stale_outputs(
 
 
 def _import_kernels() -> None:
-    """Import what the conversion needs, so that start-up cost shows up as ``import``."""
-    import librosa.filters  # noqa: F401
+    """Import what the conversion needs, so that start-up cost shows up as ``import``.
+
+    Only that: the window and mel filterbank are computed by :mod:`genreflow.features`
+    itself, so no rank imports librosa, scipy.signal or numba (~1.5 s per process), and
+    never TensorFlow (``tests/test_spectrograms.py`` checks the modules a rank loads).
+    """
     import scipy.fft  # noqa: F401
-    import scipy.signal  # noqa: F401
     import scipy.sparse  # noqa: F401
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
