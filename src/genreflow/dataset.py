@@ -152,7 +152,7 @@ def iter_segment_chunks(
     pending: list[tuple[int, np.ndarray]] = []
     size = 0
     for i in range(len(clips)):
-        block = features.shard(clips.shards[i])[clips.row_start[i] : clips.row_stop[i]]
+        block = features.read_rows(clips.shards[i], clips.row_start[i], clips.row_stop[i])
         pending.append((i, block))
         size += len(block)
         if size >= chunk_rows:
@@ -320,8 +320,8 @@ class SegmentSampler:
         targets = clips.targets if clips.multilabel else clips.labels
         self.yielded, self.yielded_digest = 0, 0
         for (clip, within), seed in zip(pairs, seeds, strict=True):
-            shard = self.features.shard(clips.shards[clip])
-            segment = np.array(shard[clips.row_start[clip] + within], dtype=np.float16)
+            row = clips.row_start[clip] + within
+            segment = self.features.read_rows(clips.shards[clip], row, row + 1)[0]
             self.yielded += 1
             self.yielded_digest += _example_key(clip, within)
             yield segment, targets[clip], seed

@@ -9,11 +9,12 @@ A feature directory (written by ``genreflow spectrograms``, format in ``docs/for
     fs.info                                   # features.json as a dict ("labels", "mel", ...)
     fs.labels, fs.n_mels, fs.n_frames
     for row in fs.rows(split="train"):        # IndexRow: clip_id, label, labels, split, ...
-        x = fs.clip_segments(row)             # (k, n_mels, n_frames) float16, memory-mapped
+        x = fs.clip_segments(row)             # (k, n_mels, n_frames) float16, read on demand
         row.offsets                           # start (s) of each of the k segments
 
-``fs.shard(name)`` is the memory-mapped shard (opened once, cached); ``fs.index`` all rows in
-manifest order. The arrays are read-only views: ``np.asarray(x, dtype=np.float32)`` copies.
+``fs.shard(name)`` is the memory-mapped shard (opened once, cached); ``fs.read_rows`` reads rows
+of it without mapping them into the process (what the later stages use, so that their
+resident memory does not grow with the corpus); ``fs.index`` all rows in manifest order.
 
 :class:`ShardWriter` streams rows into a shard whose final length is unknown: it writes an
 ``.npy`` header for zero rows (numpy reserves room in the header for the row count to grow),
@@ -328,6 +329,7 @@ class FeatureSet:
         self.info = info
         self.index = index
         self._shards: dict[str, np.ndarray] = {}
+        self._files: dict[str, Any] = {}
 
     @property
     def labels(self) -> list[str]:
@@ -375,9 +377,31 @@ class FeatureSet:
             self._shards[name] = array
         return self._shards[name]
 
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of shard ``name`` as a new array, ``(stop - start, n_mels, n_frames)`` float16.
+
+        Read with ``pread`` rather than through the memory map: pages of a mapping that a
+        reader touched stay in its resident memory, so an epoch over a large corpus would grow
+        the process by the corpus size; read pages stay in the (shared, reclaimable) page
+        cache only. Safe from several threads (no shared file position).
+        """
+        array = self.shard(name)
+        stop = min(stop, len(array))
+        if start >= stop:
+            return np.empty((0, *array.shape[1:]), dtype=SHARD_DTYPE)
+        row_bytes = array.itemsize * self.n_mels * self.n_frames
+        handle = self._files.get(name)
+        if handle is None:
+            handle = self._files[name] = open(self.path / name, "rb")  # noqa: SIM115
+        out = np.empty((stop - start, self.n_mels, self.n_frames), dtype=SHARD_DTYPE)
+        got = os.preadv(handle.fileno(), [out.data.cast("B")], array.offset + start * row_bytes)
+        if got != out.nbytes:
+            raise StageError(f"{self.path / name}: shard shorter than its header says")
+        return out
+
     def clip_segments(self, row: IndexRow) -> np.ndarray:
-        """The segments of one clip: shape ``(k, n_mels, n_frames)``, float16 (a read-only view)."""
-        return self.shard(row.shard)[row.row_start : row.row_stop]
+        """The segments of one clip: shape ``(k, n_mels, n_frames)``, float16 (a copy)."""
+        return self.read_rows(row.shard, row.row_start, row.row_stop)
 
 
 def open_features(path: str | os.PathLike) -> FeatureSet:
