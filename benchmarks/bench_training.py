@@ -98,6 +98,77 @@ def train_once(
     return timings
 
 
+#: Times float32 matrix products in a fresh process whose BLAS uses ``argv[1]`` threads and
+#: prints the best GFLOP/s: the machine's practical matmul peak for that many cores.
+_SGEMM_PROBE = """
+import sys, time
+import numpy as np
+n, repeat = int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+a @ b
+best = float("inf")
+for _ in range(repeat):
+    t0 = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - t0)
+print(2 * n**3 / best / 1e9)
+"""
+
+
+def sgemm_gflops(threads: int, *, n: int = 2048, repeat: int = 5) -> float:
+    """Best float32 GEMM rate (GFLOP/s) of numpy's BLAS on ``threads`` threads, in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[key] = str(threads)
+    done = subprocess.run(
+        [sys.executable, "-c", _SGEMM_PROBE, str(threads), str(n), str(repeat)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def training_crop_frames(model_dir: Path, settings: list[str]) -> int:
+    """Frames of a training example: ``train.crop_fraction`` of the model's segment frames."""
+    from genreflow.commands._common import config_from_args
+
+    cfg = config_from_args(argparse.Namespace(config=None, overrides=settings))
+    crop_fraction = float(cfg["train"]["crop_fraction"])
+    info = json.loads((model_dir / "genreflow.json").read_text())
+    return round(crop_fraction * int(info["segment_frames"]))
+
+
+def training_flops_per_sample(model_path: Path, *, n_frames: int) -> dict[str, float]:
+    """FLOPs of one training example through the saved model, counted layer by layer.
+
+    Forward: 2 x multiply-adds of every Conv2D and Dense layer at the training input width
+    (``n_frames``, the crop); batch normalisation, pooling and activations are left out (a few
+    % more, memory-bound). Training ~ 3 x forward (the backward pass computes gradients for
+    both the inputs and the weights of every layer: ~2 x forward).
+    """
+    import keras
+
+    model = keras.models.load_model(model_path, compile=False)
+    height = model.input_shape[1]
+    fixed = keras.models.clone_model(
+        model, input_tensors=keras.Input((height, n_frames, 1), name="logmel_fixed")
+    )
+    forward = 0.0
+    for layer in fixed.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            forward += 2.0 * k_h * k_w * c_in * c_out * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            forward += 2.0 * layer.input.shape[-1] * layer.units
+    return {"forward": forward, "training": 3.0 * forward}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", type=Path, default=None, help="feature directory to train on")
@@ -135,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"inter_op={t['threads']['inter_op']})",
                     flush=True,
                 )
+        # The same machine's matmul peak, measured in this run, for each thread count.
+        sgemm = {n: sgemm_gflops(n) for n in counts}
+        crop = training_crop_frames(Path(tmp) / f"model-t{counts[0]}-r0", args.settings)
+        flops = training_flops_per_sample(
+            Path(tmp) / f"model-t{counts[0]}-r0" / "model.keras", n_frames=crop
+        )
     load_after = os.getloadavg()
 
     rows = []
@@ -152,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
                 "samples_per_second_runs": rates,
                 "epoch_seconds_median": statistics.median(epoch_seconds),
                 "samples_per_epoch": runs[n][0]["epochs"][-1]["samples"],
+                "training_gflops": statistics.median(rates) * flops["training"] / 1e9,
+                "sgemm_gflops": sgemm[n],
             }
         )
+        rows[-1]["fraction_of_sgemm"] = rows[-1]["training_gflops"] / sgemm[n]
     base = rows[0]
     for row in rows:
         row["speedup"] = row["samples_per_second_median"] / base["samples_per_second_median"]
@@ -162,15 +242,21 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"training throughput, {features}, {args.epochs} epochs x {args.repeat} run(s) per count")
     print(
+        f"model: {flops['forward'] / 1e6:.1f} MFLOP forward, ~{flops['training'] / 1e6:.1f} MFLOP "
+        f"per training example ({crop} frames)"
+    )
+    print(
         f"{'threads':>7} {'TF intra':>8} {'samples/s':>10} {'(min-max)':>15} {'s/epoch':>8} "
-        f"{'speed-up':>8} {'efficiency':>10}"
+        f"{'speed-up':>8} {'efficiency':>10} {'GFLOP/s':>8} {'SGEMM':>8} {'of SGEMM':>8}"
     )
     for row in rows:
         spread = f"({row['samples_per_second_min']:.1f}-{row['samples_per_second_max']:.1f})"
         print(
             f"{row['threads']:>7} {','.join(map(str, row['intra_op_read_back'])):>8} "
             f"{row['samples_per_second_median']:>10.1f} {spread:>15} "
-            f"{row['epoch_seconds_median']:>8.2f} {row['speedup']:>8.2f} {row['efficiency']:>10.2f}"
+            f"{row['epoch_seconds_median']:>8.2f} {row['speedup']:>8.2f} {row['efficiency']:>10.2f} "
+            f"{row['training_gflops']:>8.1f} {row['sgemm_gflops']:>8.1f} "
+            f"{100 * row['fraction_of_sgemm']:>7.1f}%"
         )
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs"
@@ -186,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": args.epochs,
             "repeat": args.repeat,
             "settings": args.settings,
+            "flops_per_example": flops,
+            "crop_frames": crop,
             "rows": rows,
             "runs": {str(n): runs[n] for n in counts},
             "host": platform.node(),
