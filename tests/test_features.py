@@ -53,6 +53,26 @@ def test_logmel_matches_librosa_on_decoded_audio(wav, top_db):
         assert np.isclose(ours.min(), ours.max() - top_db, atol=1e-3)  # the floor is reached
 
 
+def test_float32_fft_error_is_confined_to_bands_far_below_the_frame_peak():
+    # The FFT runs in float32: its rounding is relative to each frame's loudest bins, so it
+    # shows only in bands far below them. Worst case, a loud pure tone over faint noise
+    # (120 dB of range in every frame); on 10 real GTZAN clips the largest error anywhere
+    # was 0.017 dB. float16 shards round by up to 1/32 dB anyway.
+    t = np.arange(5 * SR) / SR
+    noise = 3e-5 * np.random.default_rng(0).standard_normal(len(t))
+    y = (0.9 * np.sin(2 * np.pi * 110 * t) + 0.3 * np.sin(2 * np.pi * 220 * t) + noise).astype(
+        np.float32
+    )
+    mel = load_config(None)["mel"]
+    ours = LogMel(sample_rate=SR, n_fft=2048, hop_length=512, n_mels=128)(y)
+    reference = librosa_logmel(y, sample_rate=SR, mel=mel)
+    error = np.abs(ours - reference)
+    below_peak = reference.max(axis=0, keepdims=True) - reference
+    assert error[below_peak < 80].max() < 1e-3
+    assert error[below_peak < 100].max() < 0.02
+    assert error.max() < 0.25
+
+
 def test_segments_are_slices_of_the_whole_clip_spectrogram(wav):
     fx = extractor(**{"mel.n_mels": 64})
     audio = fx.load(wav)

@@ -95,10 +95,11 @@ def runs(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("features")
     one, two = out / "one", out / "two"
     # One rank through the CLI, checking that the stage loads only what conversion needs:
-    # never TensorFlow, nor librosa/scipy.signal/numba (~1.5 s of start-up per rank).
+    # never TensorFlow, nor librosa/scipy.signal/numba (~1.5 s of start-up per rank), nor
+    # the scipy.fft/scipy.sparse packages (~0.4 s; genreflow.stft loads pocketfft alone).
     probe = (
         "import sys; from genreflow.cli import main; rc = main(sys.argv[1:]); "
-        "heavy = ('tensorflow', 'keras', 'librosa', 'scipy.signal', 'numba'); "
+        "heavy = ('tensorflow', 'keras', 'librosa', 'scipy', 'numba'); "
         "loaded = [m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)]; "
         "assert not loaded, f'a rank imported {sorted(loaded)[:8]}'; "
         "sys.exit(rc)"

@@ -19,8 +19,10 @@ libmpg123 (libsndfile's MP3 decoder) prints ``Note: ...`` lines on the process's
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
+import struct
 import sys
 import tempfile
 import threading
@@ -203,7 +205,9 @@ def rms_dbfs(samples: np.ndarray) -> float:
     """RMS level of ``samples`` (shape (n,)) in dB relative to full scale; ``-inf`` for digital silence."""
     if samples.size == 0:
         return float("-inf")
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    # A float32 dot product (BLAS): ~9x faster than squaring in float64, and within 1e-5 dB.
+    flat = np.ascontiguousarray(samples, dtype=np.float32).ravel()
+    rms = math.sqrt(max(float(np.dot(flat, flat)), 0.0) / flat.size)
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
@@ -249,7 +253,7 @@ def _decode(path: Path, *, max_seconds: float | None) -> tuple[np.ndarray, int, 
                     raise AudioError(
                         path, f"too long: {frames / rate:.1f} s (maximum {max_seconds:g} s)"
                     )
-                data = fh.read(dtype="float32", always_2d=True)
+                data = _read_exact(fh, path)
             else:
                 start = _mpeg_stream_start(path) if fmt == "MP3" else None
                 data = None if start is not None else _read_to_end(fh, limit=limit)
@@ -285,6 +289,37 @@ def _decode(path: Path, *, max_seconds: float | None) -> tuple[np.ndarray, int, 
             path, f"truncated: header says {frames} frames, file holds {data.shape[0]}"
         )
     return data, rate, channels, notes
+
+
+def _read_exact(fh, path: Path) -> np.ndarray:
+    """All frames of a file whose header gives the exact length, shape (n, channels), float32."""
+    if fh.subtype != "PCM_16":
+        return fh.read(dtype="float32", always_2d=True)
+    # libsndfile turns 16-bit PCM into float as x / 32768; the same scaling in numpy gives the
+    # same floats, bit for bit, ~4x faster (it is most of decoding a WAV). Big-endian AU
+    # (GTZAN's format) is read by numpy too: libsndfile's byte swap costs ~3.5 ms per 30 s.
+    pcm = _au_pcm16(path, frames=fh.frames, channels=fh.channels) if fh.format == "AU" else None
+    if pcm is None:
+        pcm = fh.read(dtype="int16", always_2d=True)
+    return np.multiply(pcm, _PCM16_SCALE, dtype=np.float32)
+
+
+def _au_pcm16(path: Path, *, frames: int, channels: int) -> np.ndarray | None:
+    """The samples of a 16-bit PCM AU file, shape (n, channels) int16, or None if unsure."""
+    with open(path, "rb") as fh:
+        header = fh.read(24)
+        if len(header) < 24 or header[:4] != b".snd":
+            return None
+        offset, _, encoding, _, file_channels = struct.unpack(">5I", header[4:24])
+        if encoding != 3 or file_channels != channels or offset < 24:  # 3: 16-bit linear PCM
+            return None
+        fh.seek(offset)
+        pcm = np.fromfile(fh, dtype=">i2", count=frames * channels)
+    n = len(pcm) // channels  # a cut file holds fewer: reported as truncated by the caller
+    return pcm[: n * channels].reshape(n, channels)
+
+
+_PCM16_SCALE = np.float32(1.0 / 32768.0)
 
 
 class _TooLong(Exception):

@@ -152,7 +152,7 @@ class ShardWriter:
             self._close_shard()
         if self._fh is None:
             self._open_shard()
-        self._fh.write(np.ascontiguousarray(block, dtype=SHARD_DTYPE).tobytes())
+        self._fh.write(np.ascontiguousarray(block, dtype=SHARD_DTYPE).reshape(-1).view(np.uint8))
         start = self._rows
         self._rows += len(block)
         return self._name, start, self._rows

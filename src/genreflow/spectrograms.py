@@ -659,13 +659,17 @@ def _import_kernels() -> None:
     """Import what the conversion needs, so that start-up cost shows up as ``import``.
 
     Only that: the window and mel filterbank are computed by :mod:`genreflow.features`
-    itself, so no rank imports librosa, scipy.signal or numba (~1.5 s per process), and
-    never TensorFlow (``tests/test_spectrograms.py`` checks the modules a rank loads).
+    itself, so no rank imports librosa, scipy.signal or numba (~1.5 s per process), nor the
+    ``scipy.fft`` and ``scipy.sparse`` packages (~0.4 s: :mod:`genreflow.stft` loads
+    pocketfft alone), and never TensorFlow (``tests/test_spectrograms.py`` checks the modules
+    a rank loads).
     """
-    import scipy.fft  # noqa: F401
-    import scipy.sparse  # noqa: F401
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
+
+    from genreflow.stft import real_fft
+
+    real_fft()
 
 
 def _warm_up(extractor) -> None:
@@ -778,7 +782,7 @@ def _convert_share(
             notes = [(task.pos, task.path, str(n)) for n in getattr(audio, "notes", ()) or ()]
             report.notes += notes
             journal.notes += notes
-            clip = extractor.segments(audio.samples)
+            clip = extractor.segments(audio.samples, dtype=np.float16)
             seconds["mel"] += clip.seconds["mel"]
             if len(clip.segments) == 0:
                 reason = (
@@ -790,7 +794,7 @@ def _convert_share(
             report.bytes_in += audio.bytes_in
             t0 = time.perf_counter()
             # May finish the previous shard, and journal the clips before this one.
-            shard, start, stop = writer.append(clip.segments.astype(np.float16))
+            shard, start, stop = writer.append(clip.segments)
             seconds["write"] += time.perf_counter() - t0
             report.segments += stop - start
             row = IndexRow(
