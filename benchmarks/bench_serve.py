@@ -2,15 +2,16 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_serve.py                      # 50 requests, 4 at a time
+    .venv/bin/python benchmarks/bench_serve.py                      # 1 client, then 4
     .venv/bin/python benchmarks/bench_serve.py --model results/model --requests 200 --threads 2
 
 Starts ``genreflow serve`` in a subprocess on 127.0.0.1 (any free port), waits for
 ``/health``, sends a few warm-up requests, then uploads 30 s demo clips (22050 Hz mono
 16-bit WAV, a few different ones in turn) with ``--concurrency`` client threads until
-``--requests`` have been answered or ``--max-seconds`` have passed. The server decodes and
-predicts one upload at a time (``--threads`` TensorFlow threads), so extra concurrency only
-queues; it shows in the latency, not in the throughput.
+``--requests`` have been answered or ``--max-seconds`` have passed, once for each client count
+of ``--concurrency`` (default ``1,4``: one client alone, then four in flight), against the
+same server. The server prepares uploads in ``serve.prepare_threads`` threads and runs the
+model over every clip ready at once (micro-batching), on ``--threads`` TensorFlow threads.
 
 Without ``--model`` it uses an untrained model of the default architecture and input size
 (``bench_predict.untrained_model_dir``): the cost of a request does not depend on the weights.
@@ -53,12 +54,16 @@ def write_clips(folder: Path, *, n: int, seconds: float) -> list[Path]:
     return paths
 
 
-def start_server(model: Path, *, threads: int, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model: Path, *, threads: int, log: Path, settings: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
     """``genreflow serve`` on a free loopback port; returns the process and its base URL."""
     import httpx
 
     cmd = [sys.executable, "-m", "genreflow", "serve", str(model), "--port", "0"]
     cmd += ["--threads", str(threads), "--no-access-log", "--log-level", "warning"]
+    for setting in settings:
+        cmd += ["--set", setting]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     deadline, url = time.monotonic() + STARTUP_TIMEOUT, ""
@@ -154,19 +159,56 @@ def percentiles_ms(values: list[float]) -> dict:
     }
 
 
+TARGETS = {  # issue 14, 30-s WAV uploads on 2 cores
+    "alone_p50_ms": 100.0,
+    "concurrent_clients": 4,
+    "concurrent_requests_per_second": 20.0,
+    "concurrent_p95_ms": 250.0,
+}
+
+
+def summarise(records: list[dict], wall: float, *, concurrency: int, clip_seconds: float) -> dict:
+    """Throughput, client latency and the server's split of a request, for one load level."""
+    ok = [r for r in records if r["status"] == 200]
+    return {
+        "concurrency": concurrency,
+        "requests": len(records),
+        "ok": len(ok),
+        "errors": len(records) - len(ok),
+        "wall_seconds": wall,
+        "requests_per_second": len(ok) / wall if wall > 0 else 0.0,
+        "audio_seconds_per_second": len(ok) * clip_seconds / wall if wall > 0 else 0.0,
+        "latency": percentiles_ms([r["seconds"] for r in ok]),
+        "server_parts": {
+            part: percentiles_ms([r["server"][part] for r in ok if part in r["server"]])
+            for part in ("queue", "decode", "features", "model", "total")
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="model dir (default: untrained)")
-    parser.add_argument("--requests", type=int, default=50, help="requests to send")
-    parser.add_argument("--concurrency", type=int, default=4, help="client threads")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="stop sending after this")
+    parser.add_argument("--requests", type=int, default=60, help="requests per load level")
+    parser.add_argument(
+        "--concurrency", default="1,4", help="client threads, one load level each (e.g. 1,4,16)"
+    )
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="per load level")
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (s)")
     parser.add_argument("--clips", type=int, default=4, help="different clips, sent in turn")
-    parser.add_argument("--threads", type=int, default=1, help="server's TensorFlow threads")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed requests first")
+    parser.add_argument("--threads", type=int, default=2, help="server's TensorFlow threads")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed requests first")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        help="server config KEY=VALUE, e.g. serve.prepare_threads=1 (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
     args = parser.parse_args(argv)
-    if min(args.requests, args.concurrency, args.clips, args.threads) < 1:
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    if not levels or min(args.requests, args.clips, args.threads, *levels) < 1:
         parser.error("--requests, --concurrency, --clips and --threads must be >= 1")
 
     import httpx
@@ -186,45 +228,47 @@ def main(argv: list[str] | None = None) -> int:
         uploads = [(p.name, p.read_bytes()) for p in clips]
         log = tmp / "server.log"
         started = time.perf_counter()
-        proc, url = start_server(model, threads=args.threads, log=log)
+        proc, url = start_server(model, threads=args.threads, log=log, settings=args.settings)
         startup = time.perf_counter() - started
+        runs = []
         try:
             for i in range(args.warmup):
                 name, data = uploads[i % len(uploads)]
                 httpx.post(f"{url}/predict", files={"file": (name, data)}, timeout=120)
-            records, wall = run_load(
-                url,
-                uploads,
-                requests=args.requests,
-                concurrency=args.concurrency,
-                max_seconds=args.max_seconds,
-            )
+            for concurrency in levels:
+                records, wall = run_load(
+                    url,
+                    uploads,
+                    requests=args.requests,
+                    concurrency=concurrency,
+                    max_seconds=args.max_seconds,
+                )
+                runs.append(
+                    summarise(records, wall, concurrency=concurrency, clip_seconds=args.seconds)
+                )
             health = httpx.get(f"{url}/health", timeout=30).json()
         finally:
             stop_server(proc)
     load_after = os.getloadavg()
 
-    ok = [r for r in records if r["status"] == 200]
-    latency = percentiles_ms([r["seconds"] for r in ok])
-    parts = {
-        part: percentiles_ms([r["server"][part] for r in ok if part in r["server"]])
-        for part in ("queue", "decode", "features", "model", "total")
-    }
+    by_level = {run["concurrency"]: run for run in runs}
+    targets = dict(TARGETS)
+    alone, busy = by_level.get(1), by_level.get(TARGETS["concurrent_clients"])
+    if alone and busy and alone["ok"] and busy["ok"]:
+        targets["met"] = bool(
+            alone["latency"]["p50_ms"] <= TARGETS["alone_p50_ms"]
+            and busy["requests_per_second"] >= TARGETS["concurrent_requests_per_second"]
+            and busy["latency"]["p95_ms"] <= TARGETS["concurrent_p95_ms"]
+        )
     result = {
         "benchmark": "serve",
         "model": str(args.model) if args.model else "untrained default architecture",
         "clip_seconds": args.seconds,
         "clip_bytes": len(uploads[0][1]),
-        "requests": len(records),
-        "ok": len(ok),
-        "errors": len(records) - len(ok),
-        "concurrency": args.concurrency,
         "server_threads": args.threads,
-        "wall_seconds": wall,
-        "requests_per_second": len(ok) / wall if wall > 0 else 0.0,
-        "audio_seconds_per_second": len(ok) * args.seconds / wall if wall > 0 else 0.0,
-        "latency": latency,
-        "server_parts": parts,
+        "server_settings": args.settings,
+        "runs": runs,
+        "targets": targets,
         "server_startup_seconds": startup,
         "server_health": health,
         "host": platform.node(),
@@ -235,33 +279,43 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print(
-        f"genreflow serve on loopback: {args.seconds:g} s WAV clips ({len(uploads[0][1]) / 1e6:.2f} MB), "
-        f"{args.concurrency} client threads, server --threads {args.threads}; "
+        f"genreflow serve on loopback: {args.seconds:g} s WAV clips "
+        f"({len(uploads[0][1]) / 1e6:.2f} MB), server --threads {args.threads}; "
         f"start-up {startup:.1f} s"
     )
-    print(f"{'requests':>9} {'ok':>5} {'errors':>6} {'wall s':>7} {'req/s':>7} {'audio x':>8}")
     print(
-        f"{len(records):>9} {len(ok):>5} {len(records) - len(ok):>6} {wall:>7.1f} "
-        f"{result['requests_per_second']:>7.2f} {result['audio_seconds_per_second']:>8.1f}"
+        f"{'clients':>7} {'ok':>5} {'err':>4} {'wall s':>7} {'req/s':>7} {'p50 ms':>7} "
+        f"{'p95 ms':>7}  server p50 ms: queue decode features model"
     )
-    print()
-    print(f"{'latency':<18} {'p50 ms':>8} {'p95 ms':>8} {'min':>7} {'max':>7}")
-    for name, s in [
-        ("client round trip", latency),
-        *((f"server {k}", v) for k, v in parts.items()),
-    ]:
-        if s:
-            print(
-                f"{name:<18} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} {s['min_ms']:>7.1f} "
-                f"{s['max_ms']:>7.1f}"
-            )
+    for run in runs:
+        lat, parts = run["latency"], run["server_parts"]
+        split = " ".join(
+            f"{parts[p]['p50_ms']:.1f}" if parts[p] else "-"
+            for p in ("queue", "decode", "features", "model")
+        )
+        print(
+            f"{run['concurrency']:>7} {run['ok']:>5} {run['errors']:>4} {run['wall_seconds']:>7.1f} "
+            f"{run['requests_per_second']:>7.2f} {lat.get('p50_ms', float('nan')):>7.1f} "
+            f"{lat.get('p95_ms', float('nan')):>7.1f}  {split}"
+        )
+    batches = health.get("batches", {})
+    if batches.get("model_calls"):
+        print(
+            f"model calls {batches['model_calls']} for {batches['clips']} clips "
+            f"({batches['clips'] / batches['model_calls']:.2f} clips per call)"
+        )
     print(
-        f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
+        f"targets: alone p50 <= {TARGETS['alone_p50_ms']:g} ms; "
+        f"{TARGETS['concurrent_clients']} clients >= {TARGETS['concurrent_requests_per_second']:g} "
+        f"req/s at p95 <= {TARGETS['concurrent_p95_ms']:g} ms: met = {targets.get('met')}"
+    )
+    print(
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
         f"{os.cpu_count()} CPUs (client and server share them)"
     )
     write_json(args.out, result)
     print(f"wrote {args.out}")
-    return 0 if ok else 1
+    return 0 if all(run["ok"] for run in runs) else 1
 
 
 if __name__ == "__main__":

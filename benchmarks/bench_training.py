@@ -183,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set", dest="settings", action="append", default=[], help="extra config KEY=VALUE"
     )
+    parser.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        help="also run every thread count with this KEY=VALUE (interleaved), e.g. "
+        "train.jit_compile=true; repeatable, one variant each",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
     args = parser.parse_args(argv)
     counts = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -193,49 +201,52 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir, clips_per_genre=args.clips_per_genre, seconds=args.seconds
     )
     load_before = os.getloadavg()
-    runs: dict[int, list[dict]] = {n: [] for n in counts}
+    variants = ["", *args.variants]  # "" = the settings as given
+    keys = [(n, v) for n in counts for v in variants]
+    runs: dict[tuple[int, str], list[dict]] = {key: [] for key in keys}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         for r in range(args.repeat):
-            for n in counts:
-                out = Path(tmp) / f"model-t{n}-r{r}"
-                t = train_once(features, out, threads=n, epochs=args.epochs, settings=args.settings)
-                runs[n].append(t)
+            for i, (n, variant) in enumerate(keys):
+                out = Path(tmp) / f"model-{i}-r{r}"
+                settings = [*args.settings, *([variant] if variant else [])]
+                t = train_once(features, out, threads=n, epochs=args.epochs, settings=settings)
+                runs[(n, variant)].append(t)
                 print(
-                    f"  run {r + 1}/{args.repeat}, {n} thread(s): {t['samples_per_second']:.1f} "
-                    f"samples/s (TensorFlow intra_op={t['threads']['intra_op']}, "
-                    f"inter_op={t['threads']['inter_op']})",
+                    f"  run {r + 1}/{args.repeat}, {n} thread(s) {variant}: "
+                    f"{t['samples_per_second']:.1f} samples/s (TensorFlow "
+                    f"intra_op={t['threads']['intra_op']}, inter_op={t['threads']['inter_op']})",
                     flush=True,
                 )
         # The same machine's matmul peak, measured in this run, for each thread count.
         sgemm = {n: sgemm_gflops(n) for n in counts}
-        crop = training_crop_frames(Path(tmp) / f"model-t{counts[0]}-r0", args.settings)
-        flops = training_flops_per_sample(
-            Path(tmp) / f"model-t{counts[0]}-r0" / "model.keras", n_frames=crop
-        )
+        crop = training_crop_frames(Path(tmp) / "model-0-r0", args.settings)
+        flops = training_flops_per_sample(Path(tmp) / "model-0-r0" / "model.keras", n_frames=crop)
     load_after = os.getloadavg()
 
     rows = []
-    for n in counts:
-        rates = [t["samples_per_second"] for t in runs[n]]
-        epoch_seconds = [e["seconds"] for t in runs[n] for e in t["epochs"] if not e["warmup"]]
+    for n, variant in keys:
+        done = runs[(n, variant)]
+        rates = [t["samples_per_second"] for t in done]
+        epoch_seconds = [e["seconds"] for t in done for e in t["epochs"] if not e["warmup"]]
         rows.append(
             {
                 "threads": n,
-                "intra_op_read_back": sorted({t["threads"]["intra_op"] for t in runs[n]}),
-                "inter_op_read_back": sorted({t["threads"]["inter_op"] for t in runs[n]}),
+                "variant": variant,
+                "intra_op_read_back": sorted({t["threads"]["intra_op"] for t in done}),
+                "inter_op_read_back": sorted({t["threads"]["inter_op"] for t in done}),
                 "samples_per_second_median": statistics.median(rates),
                 "samples_per_second_min": min(rates),
                 "samples_per_second_max": max(rates),
                 "samples_per_second_runs": rates,
                 "epoch_seconds_median": statistics.median(epoch_seconds),
-                "samples_per_epoch": runs[n][0]["epochs"][-1]["samples"],
+                "samples_per_epoch": done[0]["epochs"][-1]["samples"],
                 "training_gflops": statistics.median(rates) * flops["training"] / 1e9,
                 "sgemm_gflops": sgemm[n],
             }
         )
         rows[-1]["fraction_of_sgemm"] = rows[-1]["training_gflops"] / sgemm[n]
-    base = rows[0]
-    for row in rows:
+    for row in rows:  # against the fewest threads of the same variant
+        base = next(b for b in rows if b["variant"] == row["variant"])
         row["speedup"] = row["samples_per_second_median"] / base["samples_per_second_median"]
         row["efficiency"] = row["speedup"] / (row["threads"] / base["threads"])
 
@@ -246,12 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         f"per training example ({crop} frames)"
     )
     print(
-        f"{'threads':>7} {'TF intra':>8} {'samples/s':>10} {'(min-max)':>15} {'s/epoch':>8} "
+        f"{'variant':<24} {'threads':>7} {'TF intra':>8} {'samples/s':>10} {'(min-max)':>15} {'s/epoch':>8} "
         f"{'speed-up':>8} {'efficiency':>10} {'GFLOP/s':>8} {'SGEMM':>8} {'of SGEMM':>8}"
     )
     for row in rows:
         spread = f"({row['samples_per_second_min']:.1f}-{row['samples_per_second_max']:.1f})"
         print(
+            f"{row['variant'] or '(as configured)':<24} "
             f"{row['threads']:>7} {','.join(map(str, row['intra_op_read_back'])):>8} "
             f"{row['samples_per_second_median']:>10.1f} {spread:>15} "
             f"{row['epoch_seconds_median']:>8.2f} {row['speedup']:>8.2f} {row['efficiency']:>10.2f} "
@@ -275,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             "flops_per_example": flops,
             "crop_frames": crop,
             "rows": rows,
-            "runs": {str(n): runs[n] for n in counts},
+            "variants": args.variants,
+            "runs": {f"{n} {v}".strip(): runs[(n, v)] for n, v in keys},
             "host": platform.node(),
             "cpu_count": os.cpu_count(),
             "load_average_before": load_before,

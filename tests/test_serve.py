@@ -465,3 +465,59 @@ def test_temp_dirs_of_dead_servers_are_removed(tmp_path, monkeypatch):
 def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
     assert main(["serve", str(tmp_path), "--port", "0"]) == 2
     assert "no genreflow.json" in capsys.readouterr().err
+
+
+def test_uploads_ready_together_share_one_model_call_and_keep_their_own_answers(
+    model, tmp_path
+):
+    import asyncio
+    import threading
+
+    from genreflow.predict import Predictor
+    from genreflow.serve import ApiError, InferenceWorker, Upload
+
+    predictor = Predictor(model)
+    genres = ["rock", "jazz", "metal", "classical", "disco", "blues"]
+    paths = [
+        write_clip(tmp_path / f"{g}.wav", seconds=2.0 + i, genre=g, subtype="PCM_16")
+        for i, g in enumerate(genres)
+    ]
+    alone = [predictor.predict_file(p) for p in paths]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wav file")
+    worker = InferenceWorker(predictor, max_audio_seconds=60, prepare_threads=2)
+    release = threading.Event()
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        # Hold the model thread, so every upload is prepared before the first model call.
+        held = loop.run_in_executor(worker._model, release.wait, 60)
+        uploads = [
+            Upload(filename=p.name, content_type=None, path=p, size=p.stat().st_size)
+            for p in [*paths, broken]
+        ]
+        tasks = [asyncio.ensure_future(worker.predict(u)) for u in uploads]
+        deadline = time.monotonic() + 60
+        while len(worker._waiting) < len(paths) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        release.set()
+        await held
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        release.set()
+        worker.close()
+    *answers, refused = results
+    assert isinstance(refused, ApiError) and refused.status == 422, refused
+    # The first clip ready starts a call (queued behind the held thread); the rest share one.
+    assert worker.batches <= 2 and worker.batched_clips == len(paths)
+    for prediction, single, path in zip(answers, alone, paths, strict=True):
+        assert prediction.source == path.name
+        assert len(prediction.offsets) == len(single.offsets)
+        np.testing.assert_allclose(prediction.probabilities, single.probabilities, atol=1e-5)
+        np.testing.assert_allclose(
+            prediction.segment_probabilities, single.segment_probabilities, atol=1e-5
+        )
+        assert prediction.seconds["queue"] > 0 and prediction.seconds["model"] > 0

@@ -150,6 +150,36 @@ class Prediction:
         }
 
 
+@dataclass
+class PreparedClip:
+    """A clip ready for the model (:meth:`Predictor.prepare_file`).
+
+    Attributes
+    ----------
+    segments : np.ndarray, shape (k, n_mels, frames), float32
+    offsets : np.ndarray, shape (k,)
+    padded : bool
+    duration : float
+        Seconds of audio.
+    source : str or None
+    unusable : str or None
+        Why the clip is unfit (silent, too short), when it was prepared anyway.
+    notes : list of str
+        The decoder's notes.
+    seconds : dict
+        ``decode`` (files) and ``features`` wall times.
+    """
+
+    segments: np.ndarray
+    offsets: np.ndarray
+    padded: bool
+    duration: float
+    source: str | None = None
+    unusable: str | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 def read_model_info(model_dir: str | os.PathLike) -> dict:
     """``genreflow.json`` of ``model_dir``, checked for the keys prediction needs.
 
@@ -301,15 +331,22 @@ class Predictor:
     def clip_probabilities(self, segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A clip's probabilities from its segments, and the CNN's per-segment probabilities.
 
-        The clip's are the mean of the segments' CNN probabilities or, for a model trained with
-        ``train.ensemble``, that mean averaged (``weight``) with the MFCC + SVM baseline's.
-
         Returns
         -------
         clip : np.ndarray, shape (n_labels,)
+            See :meth:`combine`.
         segment : np.ndarray, shape (k, n_labels)
         """
         segment_probs = self.predict_segments(segments)
+        return self.combine(segments, segment_probs), segment_probs
+
+    def combine(self, segments: np.ndarray, segment_probs: np.ndarray) -> np.ndarray:
+        """A clip's probabilities, shape (n_labels,), from its segments' CNN probabilities.
+
+        The mean of the segments' probabilities or, for a model trained with
+        ``train.ensemble``, that mean averaged (``weight``) with the MFCC + SVM baseline's
+        (computed from ``segments``, shape (k, n_mels, frames)).
+        """
         clip = segment_probs.mean(axis=0)
         if self.baseline is not None:
             from genreflow.classical import ensemble_probabilities, segment_mfcc_statistics
@@ -318,7 +355,110 @@ class Predictor:
             clip = ensemble_probabilities(
                 clip, svm.mean(axis=0), weight=float(self.info["ensemble"]["weight"])
             )
-        return clip, segment_probs
+        return clip
+
+    def prepare_samples(
+        self,
+        samples: np.ndarray,
+        *,
+        sample_rate: int | None = None,
+        source: str | None = None,
+        allow_unusable: bool = False,
+    ) -> PreparedClip:
+        """Everything a prediction needs before the model: checks, resampling, segments.
+
+        Thread-safe and free of TensorFlow, so several threads can prepare clips while
+        another runs the model (``genreflow serve``); :meth:`predict_prepared` finishes them.
+        Parameters and errors as :meth:`predict_samples`.
+        """
+        t0 = time.perf_counter()
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise AudioError(
+                source or "<samples>", f"expected mono samples (n,), got shape {samples.shape}"
+            )
+        if samples.size == 0:
+            raise AudioError(source or "<samples>", "no audio samples")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import soxr
+
+            samples = soxr.resample(samples, sample_rate, self.sample_rate, quality="HQ").astype(
+                np.float32
+            )
+        unusable = self.unusable_reason(samples)
+        if unusable is not None and not allow_unusable:
+            raise AudioError(source or "<samples>", unusable)
+        clip = self.extractor.segments(samples, pad_short=True)
+        return PreparedClip(
+            segments=clip.segments,
+            offsets=clip.offsets,
+            padded=clip.padded,
+            duration=len(samples) / self.sample_rate,
+            source=source,
+            unusable=unusable,
+            seconds={"features": time.perf_counter() - t0},
+        )
+
+    def prepare_file(
+        self,
+        path: str | os.PathLike,
+        *,
+        max_seconds: float | None = None,
+        allow_unusable: bool = False,
+    ) -> PreparedClip:
+        """Decode ``path`` and prepare it (:meth:`prepare_samples`); errors as :meth:`predict_file`."""
+        t0 = time.perf_counter()
+        audio = self.extractor.load(path, min_seconds=0, silence=False, max_seconds=max_seconds)
+        decoded = time.perf_counter() - t0
+        prepared = self.prepare_samples(
+            audio.samples, source=str(path), allow_unusable=allow_unusable
+        )
+        prepared.notes = list(audio.notes)
+        prepared.seconds = {"decode": decoded, **prepared.seconds}
+        return prepared
+
+    def predict_prepared(self, clips: list[PreparedClip]) -> list[Prediction]:
+        """Predict prepared clips with one model call over all their segments.
+
+        Returns
+        -------
+        list of Prediction
+            In the order of ``clips``; ``seconds["model"]`` is the whole call's time (the clips
+            shared it) and ``seconds["total"]`` runs from each clip's preparation to the end.
+        """
+        if not clips:
+            return []
+        t0 = time.perf_counter()
+        counts = [len(c.segments) for c in clips]
+        segments = (
+            clips[0].segments if len(clips) == 1 else np.concatenate([c.segments for c in clips])
+        )
+        segment_probs = self.predict_segments(segments)
+        predictions = []
+        for clip, probs in zip(clips, np.split(segment_probs, np.cumsum(counts)[:-1]), strict=True):
+            predictions.append(self._finish(clip, probs))
+        model = time.perf_counter() - t0
+        for prediction in predictions:
+            spent = sum(prediction.seconds.values())
+            prediction.seconds = {**prediction.seconds, "model": model, "total": spent + model}
+        return predictions
+
+    def _finish(self, clip: PreparedClip, segment_probs: np.ndarray) -> Prediction:
+        probabilities = self.combine(clip.segments, segment_probs)
+        return Prediction(
+            labels=self.labels,
+            probabilities=probabilities,
+            segment_probabilities=segment_probs,
+            offsets=clip.offsets,
+            padded=clip.padded,
+            duration=clip.duration,
+            source=clip.source,
+            short=clip.duration < float(self.info["audio"]["segment_seconds"]),
+            seconds=dict(clip.seconds),
+            thresholds=self.thresholds,
+            unusable=clip.unusable,
+            notes=list(clip.notes),
+        )
 
     def predict_samples(
         self,
@@ -351,41 +491,10 @@ class Predictor:
         AudioError
             Not mono, empty, or (unless ``allow_unusable``) silent or too short.
         """
-        t0 = time.perf_counter()
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1:
-            raise AudioError(
-                source or "<samples>", f"expected mono samples (n,), got shape {samples.shape}"
-            )
-        if samples.size == 0:
-            raise AudioError(source or "<samples>", "no audio samples")
-        if sample_rate is not None and sample_rate != self.sample_rate:
-            import soxr
-
-            samples = soxr.resample(samples, sample_rate, self.sample_rate, quality="HQ").astype(
-                np.float32
-            )
-        unusable = self.unusable_reason(samples)
-        if unusable is not None and not allow_unusable:
-            raise AudioError(source or "<samples>", unusable)
-        clip = self.extractor.segments(samples, pad_short=True)
-        t1 = time.perf_counter()
-        probabilities, segment_probs = self.clip_probabilities(clip.segments)
-        t2 = time.perf_counter()
-        duration = len(samples) / self.sample_rate
-        return Prediction(
-            labels=self.labels,
-            probabilities=probabilities,
-            segment_probabilities=segment_probs,
-            offsets=clip.offsets,
-            padded=clip.padded,
-            duration=duration,
-            source=source,
-            short=duration < float(self.info["audio"]["segment_seconds"]),
-            seconds={"features": t1 - t0, "model": t2 - t1, "total": t2 - t0},
-            thresholds=self.thresholds,
-            unusable=unusable,
+        prepared = self.prepare_samples(
+            samples, sample_rate=sample_rate, source=source, allow_unusable=allow_unusable
         )
+        return self.predict_prepared([prepared])[0]
 
     def predict_file(
         self,
@@ -415,16 +524,5 @@ class Predictor:
             The file cannot be read or decoded, or (unless ``allow_unusable``) it is silent or
             shorter than ``audio.min_seconds`` (the message names it and says why).
         """
-        t0 = time.perf_counter()
-        audio = self.extractor.load(path, min_seconds=0, silence=False, max_seconds=max_seconds)
-        t1 = time.perf_counter()
-        prediction = self.predict_samples(
-            audio.samples, source=str(path), allow_unusable=allow_unusable
-        )
-        prediction.notes = list(audio.notes)
-        prediction.seconds = {
-            "decode": t1 - t0,
-            **prediction.seconds,
-            "total": time.perf_counter() - t0,
-        }
-        return prediction
+        prepared = self.prepare_file(path, max_seconds=max_seconds, allow_unusable=allow_unusable)
+        return self.predict_prepared([prepared])[0]

@@ -238,7 +238,10 @@ def train_model(
                 dropout=float(mcfg["dropout"]),
             )
             model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss, metrics=metrics
+                optimizer=keras.optimizers.Adam(learning_rate=schedule),
+                loss=loss,
+                metrics=metrics,
+                jit_compile=bool(tcfg["jit_compile"]),
             )
     else:
         # Every worker loads the same checkpoint (the chief wrote it).
