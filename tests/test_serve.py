@@ -467,9 +467,7 @@ def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
     assert "no genreflow.json" in capsys.readouterr().err
 
 
-def test_uploads_ready_together_share_one_model_call_and_keep_their_own_answers(
-    model, tmp_path
-):
+def test_uploads_ready_together_share_one_model_call_and_keep_their_own_answers(model, tmp_path):
     import asyncio
     import threading
 
