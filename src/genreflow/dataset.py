@@ -429,23 +429,22 @@ def make_dataset(
         out = (x[..., tf.newaxis], label)
         if weight is not None:
             out += (weight,)
-        return (*out, seed) if mixup else out
+        return (*out, mixup_share(seed)) if mixup else out
 
-    def mix(x, y, *rest):
-        *weight, seeds = rest
+    def mixup_share(seed):
         # One draw per example from its own seed: reproducible whatever the batch composition.
+        # Drawn here, per example, rather than by a map over the batch (~20 % of an epoch).
         gammas = [
-            tf.map_fn(
-                lambda s, k=k: tf.random.stateless_gamma(
-                    [], seed=tf.random.experimental.stateless_fold_in(s, 3 + k), alpha=mixup
-                ),
-                seeds,
-                fn_output_signature=tf.float32,
+            tf.random.stateless_gamma(
+                [], seed=tf.random.experimental.stateless_fold_in(seed, 3 + k), alpha=mixup
             )
             for k in range(2)
         ]
         lam = gammas[0] / (gammas[0] + gammas[1] + 1e-12)
-        lam = tf.maximum(lam, 1.0 - lam)
+        return tf.maximum(lam, 1.0 - lam)
+
+    def mix(x, y, *rest):
+        *weight, lam = rest
         partner = tf.reverse(tf.range(tf.shape(x)[0]), [0])
         x = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * tf.gather(x, partner)
         y = lam[:, None] * y + (1.0 - lam[:, None]) * tf.gather(y, partner)
