@@ -181,3 +181,22 @@ def test_unusable_reason_applies_min_seconds_and_silence():
     assert unusable_reason(tone(0.1), **rules) == "too short: 0.10 s (minimum 1 s)"
     assert unusable_reason(tone(1.0), **rules) is None
     assert unusable_reason(np.zeros(10, np.float32), sample_rate=SR) is None
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("WAV", ".wav"), ("AU", ".au"), ("FLAC", ".flac")])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_16_bit_pcm_read_by_numpy_gives_libsndfiles_floats_bit_for_bit(
+    tmp_path, fmt, suffix, channels
+):
+    # 16-bit PCM (and GTZAN's big-endian AU) skips libsndfile's float conversion; the
+    # samples must be exactly what libsndfile's own float32 read gives, extremes included.
+    rng = np.random.default_rng(channels)
+    pcm = rng.integers(-32768, 32768, size=(3000, channels), dtype=np.int32).astype(np.int16)
+    pcm[:2] = [[-32768] * channels, [32767] * channels]
+    path = tmp_path / f"pcm{suffix}"
+    sf.write(path, pcm, 22050, format=fmt, subtype="PCM_16")
+    expected = sf.read(path, dtype="float32", always_2d=True)[0]
+    expected = expected[:, 0] if channels == 1 else expected.mean(axis=1, dtype=np.float32)
+    decoded = load_audio(path, sample_rate=22050).samples
+    assert decoded.dtype == np.float32
+    np.testing.assert_array_equal(decoded, expected)
