@@ -53,24 +53,9 @@ from genreflow.distributed import (
 )
 from genreflow.errors import DatasetError, StageError
 from genreflow.model import build_model
+from genreflow.workflow_keys import RUN_LENGTH_KEYS
 
 log = logging.getLogger(__name__)
-
-#: ``train`` keys that only bound or place a run; changing them keeps checkpoints resumable.
-RUN_LENGTH_KEYS = (
-    "epochs",
-    "max_seconds",
-    "patience",
-    "threads",
-    "production_threads",
-    "inter_op_threads",
-    "bench_epochs",
-    "workers",  # enters the key as the resolved count (resume_key)
-    "bench_workers",
-    "port_base",
-    "export",  # which checkpoint becomes model.keras, chosen again at every export
-    "ensemble",  # the baseline is fitted at export, beside the trained CNN
-)
 
 STATE_VERSION = 1
 

@@ -14,7 +14,8 @@ Outputs are keyed so that a change reruns only what depends on it:
     {results}/{dataset}/logs/..., benchmarks/...
 
 ``fhash`` hashes the ``audio`` and ``mel`` sections, ``thash`` the parts of ``train`` that change
-the model (not the thread counts) plus ``fhash``.
+the model (not the thread counts) plus ``fhash``: the key lists and hashes live in
+``genreflow.workflow_keys``, shared with the package and unit-tested there.
 
 Each stage reads its own snapshot of the validated config (``--config``): the whole config as
 it was when the sections that stage depends on last changed. The snapshot rule's ``params``
@@ -25,7 +26,6 @@ training benchmarks but leaves manifest, spectrograms and the production model a
 Snakemake 9's rerun detection when the snapshot itself reruns.)
 """
 
-import hashlib
 import os
 import re
 import sys
@@ -33,36 +33,17 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from genreflow.config import FEATURE_SECTIONS, config_hash, validate_config
+from genreflow.config import validate_config
+from genreflow.workflow_keys import (
+    dataset_key,
+    feature_hash,
+    is_demo,
+    snapshot_digests,
+    train_hash,
+)
 
 # Cross-field checks (fmax vs Nyquist, split fractions...) that a JSON schema cannot express.
 validate_config(config, source="snakemake config")
-
-#: Keys of ``train`` that choose how and where training runs, not what it learns from: they do
-#: not enter ``thash``. (The worker count changes the global batch, so the production model;
-#: it stays out of the folder name, and the `train` rule reruns through its params instead.)
-TRAIN_SPEED_KEYS = (
-    "threads",
-    "production_threads",
-    "inter_op_threads",
-    "bench_epochs",
-    "workers",
-    "bench_workers",
-    "port_base",
-)
-
-#: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``,
-#: ``--workers``): a change to them does not touch the training snapshot.
-TRAIN_CLI_KEYS = (
-    "threads",
-    "production_threads",
-    "bench_epochs",
-    "workers",
-    "bench_workers",
-)
-
-#: Keys of ``preprocess`` that choose which jobs run, not what one job writes.
-PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks")
 
 
 def _env_bin() -> Path:
@@ -97,42 +78,6 @@ def default_mpi_launcher() -> str:
         return "mpiexec"
     candidate = _env_bin() / "mpiexec"
     return str(candidate) if candidate.exists() else "mpiexec"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "data"
-
-
-def dataset_key(cfg) -> str:
-    """Folder name of one dataset under ``results``.
-
-    The demo set is named by its parameters (``demo-20x10s-seed0``); a real dataset by the
-    name of its folder (or CSV) plus a short hash of the absolute path, so two folders that
-    share a name do not share results.
-    """
-    data = cfg["data"]
-    if not data["root"] and not data["csv"]:
-        demo = data["demo"]
-        return f"demo-{demo['clips_per_genre']}x{demo['seconds']:g}s-seed{demo['seed']}"
-    source = data["csv"] or data["root"]
-    absolute = os.path.abspath(os.path.expanduser(source))
-    digest = hashlib.sha256(absolute.encode("utf-8")).hexdigest()[:8]
-    return f"{_slug(Path(absolute).stem)}-{digest}"
-
-
-def feature_hash(cfg) -> str:
-    """Hash of the sections that define the spectrograms (``audio``, ``mel``)."""
-    return config_hash(cfg, FEATURE_SECTIONS)
-
-
-def train_hash(cfg) -> str:
-    """Hash of what defines the production model: ``train`` minus speed keys, plus features."""
-    train = {k: v for k, v in cfg["train"].items() if k not in TRAIN_SPEED_KEYS}
-    return config_hash({"train": train, "features": feature_hash(cfg)})
-
-
-def is_demo(cfg) -> bool:
-    return not cfg["data"]["root"] and not cfg["data"]["csv"]
 
 
 DATASET = dataset_key(config)
@@ -197,27 +142,8 @@ def features_marker(ranks: int | str) -> str:
 PRODUCTION_FEATURES = features_marker(PRODUCTION_RANKS)
 
 
-def section_digest(*sections: str, drop: tuple[str, ...] = ()) -> str:
-    """Digest of some config sections (minus ``drop`` keys) for a rule's ``params``."""
-    picked = {s: config[s] for s in sections}
-    for section in sections:
-        if isinstance(picked[section], dict):
-            picked[section] = {
-                k: v for k, v in picked[section].items() if k not in drop
-            }
-    return config_hash(picked)
-
-
 #: Config snapshot name -> digest of the sections its stage reads.
-SNAPSHOT_DIGESTS = {
-    "manifest": section_digest("data", "split"),
-    f"features-{FHASH}": section_digest(
-        "audio", "mel", "preprocess", drop=PREPROCESS_SWEEP_KEYS
-    ),
-    f"train-{FHASH}-{THASH}": section_digest(
-        "audio", "mel", "train", drop=TRAIN_CLI_KEYS
-    ),
-}
+SNAPSHOT_DIGESTS = snapshot_digests(config)
 
 
 def snapshot(name: str) -> str:
