@@ -100,11 +100,10 @@ class LogMel:
         return np.ascontiguousarray(mel.T)
 
     def _block_buffers(self, block: int, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This thread's block buffers (frames, spectra, power), reused from clip to clip.
+        """This thread's block buffers (frames, spectra, power: ~5 MB), reused from clip to clip.
 
-        Fresh multi-megabyte buffers for every clip cost ~3 ms of page faults per 30-s clip;
-        one set per thread keeps them warm and lets serving convert clips in several threads
-        with one extractor.
+        One set per thread, not per extractor: serving converts clips in several threads with
+        one extractor.
         """
         cached = getattr(self._local, "buffers", None)
         if cached is None or len(cached[0]) < block:

@@ -304,8 +304,8 @@ class InferenceWorker:
     Uploads are prepared (decoded, checked, cut into log-mel segments) by ``prepare_threads``
     threads at once. Prepared clips wait for the model thread, which takes every clip waiting
     (up to ``max_batch_segments`` segments) in one call: while it runs, the next batch
-    gathers, so under load each model call serves several requests at little more than the
-    cost of one, and a request alone is never held back waiting for company.
+    gathers, so under load one call serves every request that became ready meanwhile, and a
+    request alone is never held back waiting for company.
 
     Parameters
     ----------
