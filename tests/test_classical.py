@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_train import GENRES, make_features, train_tiny_model
+from tone_data import GENRES
 
 from genreflow.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.cli import main
@@ -33,10 +33,8 @@ def test_segment_statistics_are_librosa_mfcc_and_delta_statistics():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("classical")
-    features = make_features(root)
-    return features, train_tiny_model(features, root / "model", epochs=1)
+def setup(tone_features, tone_model):
+    return tone_features, tone_model
 
 
 def test_svm_baseline_separates_tone_genres_and_scores_test_clips(setup):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_train import TIMEOUT, TRAIN_SETTINGS, make_features, read_json
+from tone_data import TIMEOUT, TRAIN_SETTINGS, read_json
 
 from genreflow.distributed import detect_workers, slurm_port_base
 from genreflow.errors import ConfigError
@@ -91,8 +91,8 @@ def test_free_ports_are_distinct():
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory) -> Path:
-    return make_features(tmp_path_factory.mktemp("dist-data"))
+def features(tone_features) -> Path:
+    return tone_features
 
 
 def _train_command(features: Path, out: Path, *extra: str) -> list[str]:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_train import GENRES, make_features, train_tiny_model
+from tone_data import GENRES
 
 from genreflow.cli import main
 from genreflow.errors import ModelError
@@ -115,11 +115,8 @@ def test_nearest_centroid_uses_standardised_distances():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    features = make_features(root)
-    model = train_tiny_model(features, root / "model", epochs=2)
-    return features, model
+def setup(tone_features, tone_model):
+    return tone_features, tone_model
 
 
 def test_evaluate_writes_metrics_consistent_with_the_model(setup, tmp_path, capsys):

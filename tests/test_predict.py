@@ -7,16 +7,15 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from test_train import GENRES, SR, make_features, train_tiny_model, write_tone_clip
+from tone_data import GENRES, SR, write_tone_clip
 
 from genreflow.cli import main
 from genreflow.errors import AudioError, ModelError
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
-    return train_tiny_model(make_features(root), root / "model", epochs=2)
+def model(tone_model):
+    return tone_model
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from test_train import GENRES, make_features, train_args
+from tone_data import GENRES, make_features, train_args
 
 from genreflow.cli import main
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    return make_features(tmp_path_factory.mktemp("recipe-data"))
+def features(tone_features):
+    return tone_features
 
 
 def _sampler(features, **kwargs):

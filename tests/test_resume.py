@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_spectrograms import (
+from spectrogram_runs import (
     TIMEOUT,
     config,
     genreflow_cmd,

@@ -1,16 +1,14 @@
 """genreflow serve: a real server on 127.0.0.1 in a subprocess, real uploads over HTTP.
 
-The model is a real one, trained for one epoch on a tiny demo data set by
-:func:`tiny_model` (shared with ``test_stream.py``); its accuracy does not matter here, only
-that it loads and answers.
+The model is a real one, trained for one epoch on a tiny demo data set
+(``demo_model.tiny_model``, the session fixture ``demo_model``); its accuracy does not matter
+here, only that it loads and answers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from demo_model import model_labels, write_clip
 
 from genreflow.cli import main
 
@@ -34,49 +33,6 @@ STARTUP_TIMEOUT = 120
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained for one epoch on 3 demo clips per genre, built once per test session.
-
-    demo-data -> manifest -> spectrograms (one process) -> train, all in this process
-    (``test_stream.py`` loads TensorFlow here anyway).
-    """
-    root = tmp_path_factory.getbasetemp() / "tiny-model-serve-stream"
-    model = root / "model"
-    if (model / "model.keras").is_file() and (model / "genreflow.json").is_file():
-        return model
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    data, manifest, features = root / "data", root / "manifest.csv", root / "features"
-    demo = ["demo-data", "--out", str(data), "--clips-per-genre", "3", "--seconds", "4"]
-    assert main([*demo, "--no-progress"]) == 0
-    assert main(["manifest", "--data", str(data), "--out", str(manifest)]) == 0
-    settings = ["--set", "mel.n_mels=32", "--set", "preprocess.previews_per_genre=0"]
-    assert (
-        main(["spectrograms", "--manifest", str(manifest), "--out", str(features), *settings]) == 0
-    )
-    train = ["train", "--features", str(features), "--out", str(model), "--epochs", "1"]
-    train += ["--threads", "1", *settings]
-    train += ["--set", "train.batch_size=8", "--set", "train.segments_per_clip=1"]
-    assert main(train) == 0
-    return model
-
-
-def write_clip(
-    path: Path, *, seconds: float, sr: int = SR, channels: int = 1, genre: str = "rock", **kw
-) -> Path:
-    """Demo music (real audio, not silence) written in the format the suffix or ``kw`` says."""
-    from genreflow.demo import synthesize_clip
-
-    y = synthesize_clip(genre=genre, index=0, seed=11, seconds=seconds, sample_rate=sr)
-    data = np.stack([y] * channels, axis=1) if channels > 1 else y
-    sf.write(path, data, sr, **kw)
-    return path
-
-
-def model_labels(model: Path) -> list[str]:
-    return json.loads((model / "genreflow.json").read_text(encoding="utf-8"))["labels"]
 
 
 # --------------------------------------------------------------------------- the server
@@ -140,8 +96,8 @@ def stop_server(server: Server) -> int:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory)
+def model(demo_model) -> Path:
+    return demo_model
 
 
 @pytest.fixture(scope="module")

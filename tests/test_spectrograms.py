@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,74 +11,26 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
+from spectrogram_runs import (
+    GENRES,
+    MPIEXEC,
+    SR,
+    config,
+    genreflow_cmd,
+    make_dataset,
+    needs_mpi,
+    run_cmd,
+    slow,
+    write_clip,
+    write_manifest,
+)
 
-from genreflow.config import config_hash, load_config
+from genreflow.config import config_hash
 from genreflow.errors import StageError
 from genreflow.features import FeatureExtractor
 from genreflow.mpi import World, detect_launcher, expected_size
 from genreflow.shards import ShardWriter, open_features
 from genreflow.spectrograms import lpt_partition, run_spectrograms
-
-SR = 22050
-GENRES = {"bass": 110.0, "mid": 660.0, "high": 3520.0}
-SETTINGS = ["mel.n_mels=64", "preprocess.previews_per_genre=1"]
-MPIEXEC = Path(sys.executable).parent / "mpiexec"
-needs_mpi = pytest.mark.skipif(not MPIEXEC.exists(), reason=f"no mpiexec next to {sys.executable}")
-slow = pytest.mark.slow  # starts genreflow in subprocesses (MPI start-up, library imports)
-TIMEOUT = 120
-
-
-def write_clip(path: Path, *, f0: float, seconds: float, seed: int) -> None:
-    """A tone with harmonics over coloured noise: each "genre" has its own spectrum."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    y = sum(0.2 / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) for h in (1, 2, 3))
-    y = y * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t)) + 0.03 * rng.standard_normal(
-        len(t)
-    )
-    sf.write(path, y.astype(np.float32), SR, subtype="PCM_16")
-
-
-def write_manifest(path: Path, clips: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["clip_id", "path", "label", "labels", "group", "split"])
-        for c in clips:
-            writer.writerow([c["clip_id"], c["path"], c["label"], c["label"], "", c["split"]])
-    return path
-
-
-def make_dataset(root: Path, *, per_genre: int = 4) -> tuple[Path, list[dict]]:
-    """``per_genre`` clips of 3-6 s for each genre (unequal sizes, so the partition matters)."""
-    audio = root / "audio"
-    audio.mkdir(parents=True)
-    clips = []
-    for g, (genre, f0) in enumerate(GENRES.items()):
-        for i in range(per_genre):
-            path = audio / f"{genre}.{i:05d}.wav"
-            write_clip(path, f0=f0 * (1 + 0.05 * i), seconds=3.0 + (i + g) % 4, seed=10 * g + i)
-            split = ("train", "train", "valid", "test")[i % 4]
-            clips.append({"clip_id": path.stem, "path": str(path), "label": genre, "split": split})
-    return write_manifest(root / "manifest.csv", clips), clips
-
-
-def genreflow_cmd(*args: str, ranks: int | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "genreflow", "spectrograms", *args]
-    for setting in SETTINGS:
-        cmd += ["--set", setting]
-    return [str(MPIEXEC), "-n", str(ranks), *cmd] if ranks else cmd
-
-
-def run_cmd(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=TIMEOUT, env={**clean, **env}, check=False
-    )
-
-
-def config(**overrides):
-    base = {"mel.n_mels": 64, "preprocess.previews_per_genre": 1}
-    return load_config(None, overrides={**base, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_serve import model_labels, tiny_model, write_clip
+from demo_model import model_labels, write_clip
 
 from genreflow.cli import main
 from genreflow.errors import AudioError
@@ -38,8 +38,8 @@ STARTUP_TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory)
+def model(demo_model) -> Path:
+    return demo_model
 
 
 @pytest.fixture(scope="module")

@@ -1,116 +1,41 @@
 """genreflow train: the tf.data pipeline, the exported model directory, resume and threads.
 
 Everything runs for real: WAV files -> ``genreflow spectrograms`` -> ``genreflow train`` with
-TensorFlow. The data are tiny (three tone "genres", 4 s clips, 32 mel bands) so that one
-training run takes seconds. :func:`make_features` and :func:`train_tiny_model` are also used
-by ``test_evaluate.py`` and ``test_predict.py``.
+TensorFlow, on the tiny tone data of ``tone_data.py`` (session fixtures in ``conftest.py``).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import yaml
+from tone_data import (
+    GENRES,
+    TIMEOUT,
+    TRAIN_SETTINGS,
+    genreflow_subprocess,
+    make_features,
+    read_json,
+    train_args,
+)
 
 from genreflow.cli import main
 from genreflow.config import config_hash, load_config
 
-SR = 22050
-#: Fundamental (Hz) of each tone "genre": three clearly different spectra.
-GENRES = {"bass": 110.0, "mid": 660.0, "high": 3520.0}
-SPLITS = ("train", "train", "train", "train", "valid", "test")
-FEATURE_SETTINGS = ("mel.n_mels=32", "preprocess.previews_per_genre=0")
-TRAIN_SETTINGS = (
-    "train.batch_size=8",
-    "train.segments_per_clip=2",
-    "train.patience=50",
-    "train.export=best",
-)
-TIMEOUT = 180
 
-
-def write_tone_clip(
-    path: Path, *, f0: float, seconds: float, seed: int, sr: int = SR, channels: int = 1
-) -> Path:
-    """A harmonic tone with tremolo over noise; ``f0`` sets its "genre". Format from the suffix."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    y = sum(0.2 / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) for h in (1, 2, 3))
-    y = y * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
-    y = (y + 0.03 * rng.standard_normal(len(t))).astype(np.float32)
-    data = np.stack([y] * channels, axis=1) if channels > 1 else y
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, data, sr)
-    return path
-
-
-def make_features(root: Path, *, splits: tuple[str, ...] = SPLITS) -> Path:
-    """Tone clips (one per entry of ``splits`` and genre) -> manifest -> ``genreflow spectrograms``."""
-    rows = []
-    for g, (genre, f0) in enumerate(GENRES.items()):
-        for i, split in enumerate(splits):
-            path = root / "audio" / genre / f"{genre}.{i:05d}.wav"
-            write_tone_clip(path, f0=f0 * (1 + 0.03 * i), seconds=4.0, seed=100 * g + i)
-            rows.append([path.stem, str(path), genre, genre, "", split])
-    manifest = root / "manifest.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["clip_id", "path", "label", "labels", "group", "split"])
-        writer.writerows(rows)
-    out = root / "features"
-    args = ["spectrograms", "--manifest", str(manifest), "--out", str(out)]
-    for setting in FEATURE_SETTINGS:
-        args += ["--set", setting]
-    assert main(args) == 0
-    return out
-
-
-def train_args(features: Path, out: Path, *extra: str) -> list[str]:
-    args = ["train", "--features", str(features), "--out", str(out), *extra]
-    for setting in TRAIN_SETTINGS:
-        args += ["--set", setting]
-    return args
-
-
-def train_tiny_model(features: Path, out: Path, *, epochs: int = 2) -> Path:
-    """Train in this process for ``epochs`` epochs; returns the model directory."""
-    assert main(train_args(features, out, "--epochs", str(epochs))) == 0
-    return out
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def genreflow_subprocess(*args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "genreflow", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+@pytest.fixture(scope="module")
+def features(tone_features) -> Path:
+    return tone_features
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory) -> Path:
-    return make_features(tmp_path_factory.mktemp("train-data"))
-
-
-@pytest.fixture(scope="module")
-def trained(features, tmp_path_factory) -> Path:
-    return train_tiny_model(features, tmp_path_factory.mktemp("train-model") / "model")
+def trained(tone_model) -> Path:
+    return tone_model
 
 
 # --------------------------------------------------------------------------- pipeline
