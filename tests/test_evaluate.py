@@ -14,13 +14,13 @@ from genreflow.errors import ModelError
 from genreflow.evaluate import (
     accuracy,
     classification_report,
-    clip_average,
     confusion_matrix,
     evaluate_model,
     macro_f1,
     nearest_centroid,
     precision_recall_f1,
 )
+from genreflow.segment_scores import clip_average
 
 # A fixed prediction set over three labels (0 = a, 1 = b, 2 = c), ten items.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])

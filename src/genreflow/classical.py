@@ -131,7 +131,7 @@ class MfccSvm:
 
     def clip_probabilities(self, features: FeatureSet, clips: ClipTable) -> np.ndarray:
         """Clip probabilities of ``clips`` (mean over each clip's segments), shape (n_clips, n_labels)."""
-        from genreflow.evaluate import clip_average
+        from genreflow.segment_scores import clip_average
 
         stats, positions = clip_segment_statistics(features, clips)
         return clip_average(self.segment_probabilities(stats), positions, n_clips=len(clips))

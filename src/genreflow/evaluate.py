@@ -1,8 +1,9 @@
 """Test-split evaluation: CNN metrics, a nearest-centroid baseline and a confusion plot.
 
 The metric functions are plain numpy (no TensorFlow), so they can be checked by hand:
-:func:`confusion_matrix`, :func:`precision_recall_f1`, :func:`macro_f1`, :func:`accuracy`,
-:func:`clip_average` (multi-label ones: :mod:`genreflow.multilabel`). :func:`evaluate_model`
+:func:`confusion_matrix`, :func:`precision_recall_f1`, :func:`macro_f1`, :func:`accuracy`
+(multi-label ones: :mod:`genreflow.multilabel`); a model's segment and clip probabilities over
+a feature set come from :mod:`genreflow.segment_scores`. :func:`evaluate_model`
 loads TensorFlow (through :class:`genreflow.predict.Predictor`) only when it runs.
 
 A multi-label model (``"multilabel": true`` in ``genreflow.json``) is scored per label at its
@@ -23,6 +24,7 @@ import numpy as np
 
 from genreflow.dataset import ClipTable, FeatureSet, clip_table, iter_segment_chunks, open_features
 from genreflow.errors import DatasetError, ModelError
+from genreflow.segment_scores import clip_average, segment_probabilities
 
 BASELINE_METHOD = "nearest centroid, euclidean, on per-clip mean log-mel spectra standardised with train statistics"
 
@@ -98,31 +100,6 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(scores["f1"][present].mean()) if present.any() else 0.0
 
 
-def clip_average(
-    segment_values: np.ndarray, segment_clip: np.ndarray, *, n_clips: int
-) -> np.ndarray:
-    """Average rows of ``segment_values`` per clip.
-
-    Parameters
-    ----------
-    segment_values : np.ndarray, shape (n_segments, d)
-    segment_clip : np.ndarray, shape (n_segments,), int
-        The clip (``0..n_clips-1``) each segment belongs to; every clip must have a segment.
-    n_clips : int
-
-    Returns
-    -------
-    np.ndarray, shape (n_clips, d)
-    """
-    segment_values = np.asarray(segment_values, dtype=np.float64)
-    sums = np.zeros((n_clips, segment_values.shape[1]), dtype=np.float64)
-    np.add.at(sums, np.asarray(segment_clip), segment_values)
-    counts = np.bincount(segment_clip, minlength=n_clips)
-    if (counts == 0).any():
-        raise ValueError("every clip needs at least one segment")
-    return sums / counts[:, None]
-
-
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, *, labels: Sequence[str]) -> dict:
     """Accuracy, macro-F1, per-label scores and the confusion matrix, JSON-ready."""
     cm = confusion_matrix(y_true, y_pred, n_labels=len(labels))
@@ -193,39 +170,6 @@ def nearest_centroid(
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def segment_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> np.ndarray:
-    """Model outputs for every segment of ``clips``, in clip order.
-
-    Parameters
-    ----------
-    predictor : genreflow.predict.Predictor
-    features : FeatureSet
-    clips : ClipTable
-
-    Returns
-    -------
-    np.ndarray, shape (total segments, n_labels), float32
-        Row order of ``clips.segment_clip()``.
-    """
-    chunks = [
-        predictor.predict_segments(chunk) for _, chunk in iter_segment_chunks(features, clips)
-    ]
-    if not chunks:
-        return np.zeros((0, len(predictor.labels)), dtype=np.float32)
-    return np.concatenate(chunks)
-
-
-def clip_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> np.ndarray:
-    """Clip probabilities of ``clips``: the mean of each clip's segment probabilities.
-
-    Returns
-    -------
-    np.ndarray, shape (n_clips, n_labels), float64
-    """
-    segment_probs = segment_probabilities(predictor, features=features, clips=clips)
-    return clip_average(segment_probs, clips.segment_clip(), n_clips=len(clips))
 
 
 def evaluate_model(

@@ -772,9 +772,9 @@ def tune_valid_thresholds(
     dict
         ``{label: threshold}`` for every label, in model order.
     """
-    from genreflow.evaluate import clip_probabilities
     from genreflow.multilabel import micro_f1, over_threshold, tune_thresholds
     from genreflow.predict import Predictor
+    from genreflow.segment_scores import clip_probabilities
 
     predictor = Predictor(model_dir, info=model_info)
     probabilities = clip_probabilities(predictor, features=features, clips=clips)
