@@ -537,10 +537,12 @@ def test_default_config_completes_on_slurm_without_an_activated_environment(tmp_
     assert "command not found" not in slurm_logs
 
 
-def _slurm_profile(path: Path, **train_resources) -> Path:
-    """A copy of the repository's profile with the `train` rule's resources changed."""
+def _slurm_profile(path: Path, *, retries: int | None = None, **train_resources) -> Path:
+    """A copy of the repository's profile with the `train` rule's resources (and retries) changed."""
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
     profile["set-resources"]["train"].update(train_resources)
+    if retries is not None:
+        profile["retries"] = retries
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(profile))
     return path
@@ -551,15 +553,17 @@ def _slurm_profile(path: Path, **train_resources) -> Path:
 def test_training_cut_by_its_time_limit_resumes_and_completes(tmp_path: Path):
     """A 1-minute limit cuts training; the profile retries it and it resumes from its checkpoint."""
     require_slurm()
-    # About 100 s of epochs on 2 cores: more than a 1-minute limit, less than three of them.
+    # 150-250 s of epochs on 2 cores: longer than the first attempt can ever run (1 minute,
+    # plus slurmctld's periodic limit check and KillWait), and a retry budget (9 attempts of
+    # 1 minute) far above what is left, however fast or loaded the machine.
     cfg = merged(
         TINY,
         {
             "preprocess": {"ranks": [2], "production_ranks": 2},
-            "train": {"epochs": 70, "production_threads": 2, "patience": None},
+            "train": {"epochs": 250, "production_threads": 2, "patience": None},
         },
     )
-    profile = _slurm_profile(tmp_path / "profile", runtime=1)
+    profile = _slurm_profile(tmp_path / "profile", retries=8, runtime=1)
     cwd = workdir(tmp_path / "run", cfg)
     result = snakemake(cwd, "--profile", str(profile), "--until", "train", timeout=1200)
     cancel_jobs(submitted_job_ids(result.stdout))
