@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tone_data import GENRES, write_tone_clip
+from tone_data import GENRES, write_manifest_rows, write_tone_clip
 
 from genreflow.config import load_config
 
@@ -27,12 +26,8 @@ def write_clip(path: Path, *, f0: float, seconds: float, seed: int) -> None:
 
 
 def write_manifest(path: Path, clips: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["clip_id", "path", "label", "labels", "group", "split"])
-        for c in clips:
-            writer.writerow([c["clip_id"], c["path"], c["label"], c["label"], "", c["split"]])
-    return path
+    rows = [[c["clip_id"], c["path"], c["label"], c["label"], "", c["split"]] for c in clips]
+    return write_manifest_rows(path, rows)
 
 
 def make_dataset(root: Path, *, per_genre: int = 4) -> tuple[Path, list[dict]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from tone_data import write_manifest_rows
 
 from genreflow.cli import main
 from genreflow.report import build_report, fit_amdahl, scaling, summary_lines
@@ -74,12 +75,7 @@ def make_clips(folder: Path) -> Path:
             sf.write(path, y.astype(np.float32), SR, subtype="PCM_16")
             split = ("train", "train", "valid", "test")[i]
             rows.append([path.stem, str(path), genre, genre, "", split])
-    manifest = folder / "manifest.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["clip_id", "path", "label", "labels", "group", "split"])
-        writer.writerows(rows)
-    return manifest
+    return write_manifest_rows(folder / "manifest.csv", rows)
 
 
 @pytest.fixture(scope="module")

@@ -48,6 +48,15 @@ def write_tone_clip(
     return path
 
 
+def write_manifest_rows(path: Path, rows: list[list]) -> Path:
+    """``manifest.csv`` from rows of ``clip_id, path, label, labels, group, split``."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["clip_id", "path", "label", "labels", "group", "split"])
+        writer.writerows(rows)
+    return path
+
+
 def make_features(root: Path, *, splits: tuple[str, ...] = SPLITS) -> Path:
     """Tone clips (one per entry of ``splits`` and genre) -> manifest -> ``genreflow spectrograms``."""
     rows = []
@@ -56,11 +65,7 @@ def make_features(root: Path, *, splits: tuple[str, ...] = SPLITS) -> Path:
             path = root / "audio" / genre / f"{genre}.{i:05d}.wav"
             write_tone_clip(path, f0=f0 * (1 + 0.03 * i), seconds=4.0, seed=100 * g + i)
             rows.append([path.stem, str(path), genre, genre, "", split])
-    manifest = root / "manifest.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["clip_id", "path", "label", "labels", "group", "split"])
-        writer.writerows(rows)
+    manifest = write_manifest_rows(root / "manifest.csv", rows)
     out = root / "features"
     args = ["spectrograms", "--manifest", str(manifest), "--out", str(out)]
     for setting in FEATURE_SETTINGS:
