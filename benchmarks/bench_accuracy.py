@@ -83,10 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_fold(clips, *, fold_dir: Path, cfg: dict, threads: dict) -> dict:
     """manifest -> spectrograms -> train -> evaluate for one fold; its scores and timings."""
-    from genreflow.evaluate import evaluate_model
-    from genreflow.manifest import write_manifest
-    from genreflow.spectrograms import run_spectrograms
-    from genreflow.train import train_model
+    from genreflow.data.manifest import write_manifest
+    from genreflow.evaluation.evaluate import evaluate_model
+    from genreflow.spectrograms.stage import run_spectrograms
+    from genreflow.training.fit import train_model
 
     if fold_dir.exists():
         shutil.rmtree(fold_dir)  # always fresh: no resumed checkpoints
@@ -173,10 +173,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from genreflow.commands._common import config_from_args
-    from genreflow.config import config_hash
-    from genreflow.manifest import discover
-    from genreflow.splits import cross_validation_folds
-    from genreflow.threads import configure_tensorflow, keep_freed_memory, set_thread_env
+    from genreflow.core.config import config_hash
+    from genreflow.core.threads import configure_tensorflow, keep_freed_memory, set_thread_env
+    from genreflow.data.manifest import discover
+    from genreflow.data.splits import cross_validation_folds
 
     cfg = config_from_args(args)  # --config and --set exactly as the genreflow commands read them
     intra, inter = cfg["train"]["production_threads"], cfg["train"]["inter_op_threads"]
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from genreflow.errors import GenreflowError
+    from genreflow.core.errors import GenreflowError
 
     try:
         raise SystemExit(main())

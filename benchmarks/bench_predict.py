@@ -8,7 +8,7 @@ Usage::
 
 The process pins itself to one CPU core and one thread (TensorFlow intra/inter-op, OpenMP,
 BLAS) before importing anything heavy, loads the model once with
-:class:`genreflow.predict.Predictor` (the object ``genreflow predict`` and the web service
+:class:`genreflow.prediction.predictor.Predictor` (the object ``genreflow predict`` and the web service
 use), then times ``Predictor.predict_file`` on a 30 s demo clip: as a 22050 Hz mono WAV and as
 a 44.1 kHz stereo FLAC (which adds resampling), interleaved, after a warm-up. It also times
 three ways of running the model on the same segments: the traced ``tf.function`` the
@@ -37,13 +37,13 @@ TARGET_MS = 150.0
 
 def pin_to_one_core() -> int:
     """Restrict this process to one CPU and every thread pool to one thread; returns the CPU."""
-    from genreflow.threads import set_thread_env
+    from genreflow.core.threads import set_thread_env
 
     cpu = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else -1
     if cpu >= 0:
         os.sched_setaffinity(0, {cpu})
     set_thread_env(intra_op=1, inter_op=1)
-    from genreflow.threads import configure_tensorflow
+    from genreflow.core.threads import configure_tensorflow
 
     configure_tensorflow(intra_op=1, inter_op=1)
     return cpu
@@ -51,12 +51,12 @@ def pin_to_one_core() -> int:
 
 def untrained_model_dir(folder: Path) -> Path:
     """A model directory with the default architecture, config and labels, untrained."""
-    from genreflow.atomic import write_json
-    from genreflow.config import config_hash, load_config
+    from genreflow.core.atomic import write_json
+    from genreflow.core.config import config_hash, load_config
     from genreflow.demo import GENRES
-    from genreflow.features import FeatureExtractor
-    from genreflow.model import build_model
-    from genreflow.train import export_model
+    from genreflow.spectrograms.logmel import FeatureExtractor
+    from genreflow.training.fit import export_model
+    from genreflow.training.model import build_model
 
     cfg = load_config(None)
     fx = FeatureExtractor.from_config(cfg)
@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu = pin_to_one_core()
     import numpy as np
 
-    from genreflow.atomic import write_json
-    from genreflow.predict import Predictor
-    from genreflow.threads import thread_settings
+    from genreflow.core.atomic import write_json
+    from genreflow.core.threads import thread_settings
+    from genreflow.prediction.predictor import Predictor
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:

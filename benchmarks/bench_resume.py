@@ -6,7 +6,7 @@ Usage::
     .venv/bin/python benchmarks/bench_resume.py --clips 200 --ranks 2 --shard-mb 16
 
 On ``--clips`` synthetic WAV clips (tones and noise, ``--seconds`` long, made once and reused
-with ``--workdir``) and a manifest written by :func:`genreflow.manifest.write_manifest`, three
+with ``--workdir``) and a manifest written by :func:`genreflow.data.manifest.write_manifest`, three
 ``mpiexec -n RANKS genreflow spectrograms`` runs:
 
 (a) ``full``: an uninterrupted run (``--fresh``) into ``full/``;
@@ -47,7 +47,7 @@ def make_clips(folder: Path, *, n: int, seconds: float) -> list:
     import numpy as np
     import soundfile as sf
 
-    from genreflow.manifest import Clip
+    from genreflow.data.manifest import Clip
 
     folder.mkdir(parents=True, exist_ok=True)
     t = (np.arange(int(seconds * SR)) / SR).astype(np.float32)
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.kill_at < 1:
         parser.error("--kill-at must be between 0 and 1")
-    from genreflow.manifest import write_manifest
+    from genreflow.data.manifest import write_manifest
 
     tmp = None
     if args.workdir is None:

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import httpx
 
-    from genreflow.atomic import write_json
+    from genreflow.core.atomic import write_json
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:

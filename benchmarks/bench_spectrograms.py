@@ -14,7 +14,7 @@ missing), one process and one BLAS/OpenMP thread:
     ``librosa.feature.melspectrogram`` with defaults, ``power_to_db(ref=np.max)``, and
     ``librosa.display.specshow`` into a 0.72 x 0.72 inch figure saved as a 400 dpi JPG;
 (b) ``librosa``: the same load + melspectrogram + power_to_db without the image;
-(c) ``genreflow``: :class:`~genreflow.features.FeatureExtractor` (decode, resample, log-mel
+(c) ``genreflow``: :class:`~genreflow.spectrograms.logmel.FeatureExtractor` (decode, resample, log-mel
     segments) plus the float16 shard write, split into those parts.
 
 Each method runs ``--repeat`` interleaved passes over all clips (after a one-clip warm-up) and
@@ -56,7 +56,7 @@ def make_clips(folder: Path, *, n: int, seconds: float) -> list:
     """``n`` clips of ``seconds`` s as 16-bit 22050 Hz WAVs (reused if already there)."""
     import soundfile as sf
 
-    from genreflow.manifest import Clip
+    from genreflow.data.manifest import Clip
 
     try:
         from genreflow.demo import GENRES, synthesize_clip
@@ -80,7 +80,7 @@ def make_clips(folder: Path, *, n: int, seconds: float) -> list:
 
 def find_clips(folder: Path, *, n: int) -> list:
     """The first ``n`` audio files under ``folder`` (sorted), labelled by their parent folder."""
-    from genreflow.manifest import Clip
+    from genreflow.data.manifest import Clip
 
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)[:n]
     if not paths:
@@ -148,8 +148,8 @@ def bench_genreflow(paths: list[str], out: Path, cfg: dict) -> dict:
     """(c) decode + resample + log-mel segments + float16 shard write, one process."""
     import numpy as np
 
-    from genreflow.features import FeatureExtractor
-    from genreflow.shards import ShardWriter
+    from genreflow.spectrograms.logmel import FeatureExtractor
+    from genreflow.spectrograms.shards import ShardWriter
 
     fx = FeatureExtractor.from_config(cfg)
     fx.segments(fx.load(paths[0]).samples)  # warm-up
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(name, "1")
     if "numpy" in sys.modules:
         print("warning: numpy was loaded before the thread settings", file=sys.stderr)
-    from genreflow.config import load_config
-    from genreflow.manifest import write_manifest
+    from genreflow.core.config import load_config
+    from genreflow.data.manifest import write_manifest
 
     tmp = None
     if args.workdir is None:

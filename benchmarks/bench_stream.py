@@ -6,11 +6,11 @@ Usage::
     .venv/bin/python benchmarks/bench_stream.py --model results/model --hops 0.1,0.5,1 --repeat 5
 
 The process pins itself to one CPU core and one thread (TensorFlow, OpenMP, BLAS), loads the
-model once with :class:`genreflow.predict.Predictor`, and plays a 30 s demo clip through the
+model once with :class:`genreflow.prediction.predictor.Predictor`, and plays a 30 s demo clip through the
 same chain ``genreflow stream`` runs: 16-bit PCM bytes at ``--input-rate`` arrive one hop at a
-time -> :class:`~genreflow.stream.PcmDecoder` -> :class:`~genreflow.stream.StreamResampler`
+time -> :class:`~genreflow.prediction.stream.PcmDecoder` -> :class:`~genreflow.prediction.stream.StreamResampler`
 (soxr's streaming resampler, when the rate differs from the model's) ->
-:class:`~genreflow.stream.StreamClassifier` (window = the model's segment length by default).
+:class:`~genreflow.prediction.stream.StreamClassifier` (window = the model's segment length by default).
 For every hop it times the work from the arrival of the hop's bytes to its result. Hop
 lengths are interleaved over ``--repeat`` passes.
 
@@ -37,7 +37,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "stream.json"
 
 def play(predictor, pcm: bytes, *, input_rate: int, window: float | None, hop: float) -> list:
     """Feed ``pcm`` (s16le mono) one hop at a time; seconds of work for each hop's bytes."""
-    from genreflow.stream import PcmDecoder, PcmFormat, StreamClassifier, StreamResampler
+    from genreflow.prediction.stream import PcmDecoder, PcmFormat, StreamClassifier, StreamResampler
 
     decoder = PcmDecoder(PcmFormat(sample_rate=input_rate, channels=1, sample_bytes=2))
     resampler = StreamResampler(in_rate=input_rate, out_rate=predictor.sample_rate)
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import soxr
 
-    from genreflow.atomic import write_json
+    from genreflow.core.atomic import write_json
     from genreflow.demo import synthesize_clip
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:

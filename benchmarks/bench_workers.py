@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs"
     )
 
-    from genreflow.atomic import write_json
+    from genreflow.core.atomic import write_json
 
     write_json(
         args.out,

@@ -49,7 +49,7 @@ def main() -> int:
 
 def is_demo_config(configfile: str) -> bool:
     """True when the config names no dataset, so the workflow makes and uses the demo data."""
-    from genreflow.config import load_config
+    from genreflow.core.config import load_config
 
     data = load_config(configfile)["data"]
     return not data["root"] and not data["csv"]
@@ -57,7 +57,7 @@ def is_demo_config(configfile: str) -> bool:
 
 def print_summary(configfile: str) -> None:
     """Print the newest report's summary (accuracy, speed-ups) and where the report is."""
-    from genreflow.config import load_config
+    from genreflow.core.config import load_config
     from genreflow.report import summary_lines
 
     results = ROOT / load_config(configfile)["results"]

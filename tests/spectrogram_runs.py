@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tone_data import GENRES, write_manifest_rows, write_tone_clip
 
-from genreflow.config import load_config
+from genreflow.core.config import load_config
 
 SR = 22050
 SETTINGS = ["mel.n_mels=64", "preprocess.previews_per_genre=1"]

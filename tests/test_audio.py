@@ -1,4 +1,4 @@
-"""genreflow.audio: decoding real-world files (MP3 length estimates, decoder messages, errors)."""
+"""genreflow.data.audio: decoding real-world files (MP3 length estimates, decoder messages, errors)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from mp3_files import (
     write_mp3_without_info_frame,
 )
 
-from genreflow.audio import load_audio
-from genreflow.errors import AudioError
+from genreflow.core.errors import AudioError
+from genreflow.data.audio import load_audio
 
 #: libmpg123's decoder delay and the encoder's padding: a few frames of 576 samples.
 CODEC_SLACK_SECONDS = 4 * 576 / SR
@@ -134,7 +134,7 @@ def test_mpg123_messages_provoked_in_a_subprocess_never_reach_its_stderr(tmp_pat
     raw = subprocess.run([sys.executable, "-c", code, glitch, noise], capture_output=True)
     assert any(is_decoder_chatter(line) for line in raw.stderr.decode().splitlines())
     code = (
-        "import sys\nfrom genreflow.audio import load_audio\n"
+        "import sys\nfrom genreflow.data.audio import load_audio\n"
         "for p in sys.argv[1:]:\n"
         " try: print(round(load_audio(p, sample_rate=22050).duration, 1))\n"
         " except Exception as e: print(e, file=sys.stderr)"
@@ -148,7 +148,7 @@ def test_mpg123_messages_provoked_in_a_subprocess_never_reach_its_stderr(tmp_pat
 
 
 def test_quiet_decoder_passes_other_stderr_lines_through(capfd):
-    from genreflow.audio import quiet_decoder
+    from genreflow.data.audio import quiet_decoder
 
     with quiet_decoder():
         os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 4092.\n")
@@ -172,7 +172,7 @@ def test_concurrent_mp3_decodes_in_threads_agree(tmp_path, capfd):
 
 
 def test_unusable_reason_applies_min_seconds_and_silence():
-    from genreflow.audio import unusable_reason
+    from genreflow.data.audio import unusable_reason
 
     rules = {"sample_rate": SR, "min_seconds": 1.0, "silence_dbfs": -60.0}
     assert unusable_reason(np.zeros(2 * SR, np.float32), **rules) == (

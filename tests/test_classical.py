@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from tone_data import GENRES
 
-from genreflow.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.cli import main
-from genreflow.dataset import clip_table, open_features
-from genreflow.evaluate import format_summary, verdict
+from genreflow.evaluation.evaluate import format_summary, verdict
+from genreflow.training.classical import MfccSvm, segment_mfcc_statistics
+from genreflow.training.dataset import clip_table, open_features
 
 
 def test_segment_statistics_are_librosa_mfcc_and_delta_statistics():
@@ -102,8 +102,8 @@ def test_verdict_says_plainly_when_the_cnn_loses():
 def test_an_ensemble_model_stores_the_baseline_and_predict_averages_both(setup, tmp_path):
     from test_train import train_args
 
-    from genreflow.classical import load_baseline, segment_mfcc_statistics
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
+    from genreflow.training.classical import load_baseline, segment_mfcc_statistics
 
     features, _ = setup
     model = tmp_path / "model"
@@ -127,7 +127,7 @@ def test_an_ensemble_model_stores_the_baseline_and_predict_averages_both(setup, 
     assert plain.baseline is None
 
     (model / "classical.joblib").write_bytes(b"not a pickle")
-    from genreflow.errors import ModelError
+    from genreflow.core.errors import ModelError
 
     with pytest.raises(ModelError, match="ensemble"):
         Predictor(model).predict_file(row.path)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from genreflow.commands._common import add_config_arguments, config_from_args
-from genreflow.config import config_hash, fmax_hz, load_config, schema, schema_path
-from genreflow.errors import ConfigError
+from genreflow.core.config import config_hash, fmax_hz, load_config, schema, schema_path
+from genreflow.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from genreflow.cli import main
+from genreflow.core.errors import ConfigError, DatasetError
 from genreflow.demo import GENRES, synthesize_clip, write_demo_dataset
-from genreflow.errors import ConfigError, DatasetError
 
 SR = 22050
 SECONDS = 3.0

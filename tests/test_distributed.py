@@ -19,9 +19,9 @@ import pytest
 import yaml
 from tone_data import TIMEOUT, TRAIN_SETTINGS, read_json
 
-from genreflow.distributed import detect_workers, slurm_port_base
-from genreflow.errors import ConfigError
-from genreflow.launch import free_ports, tf_config
+from genreflow.core.errors import ConfigError
+from genreflow.training.distributed import detect_workers, slurm_port_base
+from genreflow.training.launch import free_ports, tf_config
 
 # --------------------------------------------------------------------------- discovery
 
@@ -139,8 +139,8 @@ def _worker_index(pid: int) -> int | None:
 
 def test_two_local_workers_share_each_epoch_and_export_one_model(features, tmp_path):
     """`train --workers 2` starts two loopback workers; every example is seen once per epoch."""
-    from genreflow.config import load_config
-    from genreflow.dataset import SegmentSampler, clip_table, open_features
+    from genreflow.core.config import load_config
+    from genreflow.training.dataset import SegmentSampler, clip_table, open_features
 
     out = tmp_path / "model"
     proc = subprocess.run(
@@ -284,7 +284,7 @@ def test_a_worker_whose_peer_dies_stops_with_a_clear_message(features, tmp_path)
 
 
 def test_epoch_plan_shards_are_disjoint_and_cover_the_plan(features):
-    from genreflow.dataset import SegmentSampler, clip_table, open_features
+    from genreflow.training.dataset import SegmentSampler, clip_table, open_features
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)

@@ -10,8 +10,8 @@ from PIL import Image
 from tone_data import GENRES
 
 from genreflow.cli import main
-from genreflow.errors import ModelError
-from genreflow.evaluate import (
+from genreflow.core.errors import ModelError
+from genreflow.evaluation.evaluate import (
     accuracy,
     classification_report,
     confusion_matrix,
@@ -20,7 +20,7 @@ from genreflow.evaluate import (
     nearest_centroid,
     precision_recall_f1,
 )
-from genreflow.segment_scores import clip_average
+from genreflow.prediction.segment_scores import clip_average
 
 # A fixed prediction set over three labels (0 = a, 1 = b, 2 = c), ten items.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
@@ -120,8 +120,8 @@ def setup(tone_features, tone_model):
 
 
 def test_evaluate_writes_metrics_consistent_with_the_model(setup, tmp_path, capsys):
-    from genreflow.dataset import clip_table, open_features
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
+    from genreflow.training.dataset import clip_table, open_features
 
     features, model = setup
     out = tmp_path / "eval"

@@ -1,4 +1,4 @@
-"""Decoding (genreflow.audio) and log-mel segments (genreflow.features) on real audio files."""
+"""Decoding (genreflow.data.audio) and log-mel segments (genreflow.spectrograms.logmel) on real audio files."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreflow.audio import load_audio
-from genreflow.config import load_config
-from genreflow.errors import AudioError
-from genreflow.features import FeatureExtractor, LogMel, SegmentGrid, librosa_logmel
+from genreflow.core.config import load_config
+from genreflow.core.errors import AudioError
+from genreflow.data.audio import load_audio
+from genreflow.spectrograms.logmel import FeatureExtractor, LogMel, SegmentGrid, librosa_logmel
 
 SR = 22050
 
@@ -76,7 +76,7 @@ def test_float32_fft_error_is_confined_to_bands_far_below_the_frame_peak():
 @pytest.mark.parametrize("n_samples", [1, 100, 2047, 2048, 4095, 4096, 5000, 22050, 22051])
 def test_logmel_frames_at_the_edges_of_any_length_match_librosa(n_samples):
     # Frames that reach past either end come from small padded copies, the rest are read in
-    # place (genreflow.stft.frame_blocks); short clips are padded whole.
+    # place (genreflow.spectrograms.stft.frame_blocks); short clips are padded whole.
     y = (0.1 * np.random.default_rng(n_samples).standard_normal(n_samples)).astype(np.float32)
     mel = load_config(None)["mel"]
     ours = LogMel(sample_rate=SR, n_fft=2048, hop_length=512, n_mels=128)(y)
@@ -86,7 +86,7 @@ def test_logmel_frames_at_the_edges_of_any_length_match_librosa(n_samples):
 
 
 def test_real_fft_without_its_fast_path_gives_the_same_spectra(monkeypatch):
-    import genreflow.stft as stft
+    import genreflow.spectrograms.stft as stft
 
     frames = np.random.default_rng(0).standard_normal((5, 2048)).astype(np.float32)
     fast = np.empty((5, 1025), np.complex64)
@@ -254,7 +254,7 @@ def test_mel_filterbank_and_window_equal_librosa_and_scipy(sample_rate, n_fft, n
     import librosa
     import scipy.signal
 
-    from genreflow.features import hann_window, mel_filterbank
+    from genreflow.spectrograms.logmel import hann_window, mel_filterbank
 
     ours = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     ref = librosa.filters.mel(
@@ -271,7 +271,7 @@ def test_extractor_does_not_import_librosa_or_scipy_signal():
     import sys
 
     code = (
-        "import sys; from genreflow.features import LogMel;"
+        "import sys; from genreflow.spectrograms.logmel import LogMel;"
         "LogMel(sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128);"
         "print(sorted(m for m in ('librosa', 'scipy.signal') if m in sys.modules))"
     )

@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 
 from genreflow.cli import main
-from genreflow.config import config_hash, load_config
-from genreflow.errors import ConfigError, DatasetError
-from genreflow.manifest import (
+from genreflow.core.config import config_hash, load_config
+from genreflow.core.errors import ConfigError, DatasetError
+from genreflow.data.manifest import (
     MANIFEST_COLUMNS,
     Clip,
     discover,
@@ -24,7 +24,7 @@ from genreflow.manifest import (
     read_manifest,
     write_manifest,
 )
-from genreflow.splits import (
+from genreflow.data.splits import (
     GTZAN_GENRES,
     assign_splits,
     gtzan_filtered_table,
@@ -640,8 +640,8 @@ def test_write_manifest_refuses_clips_without_split(tmp_path):
 
 
 def test_cross_validation_folds_test_every_clip_once_and_stratify():
-    from genreflow.manifest import Clip
-    from genreflow.splits import cross_validation_folds
+    from genreflow.data.manifest import Clip
+    from genreflow.data.splits import cross_validation_folds
 
     counts = {"a": 10, "b": 6, "c": 5}
     clips = [

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from genreflow.cli import main
+from genreflow.core.errors import ConfigError, DatasetError
 from genreflow.demo import (
     GENRES,
     MIX_FRACTION,
@@ -25,8 +26,7 @@ from genreflow.demo import (
     write_demo_dataset,
     write_multilabel_demo_dataset,
 )
-from genreflow.errors import ConfigError, DatasetError
-from genreflow.multilabel import (
+from genreflow.metrics.multilabel import (
     average_precision,
     hamming_loss,
     macro_f1,
@@ -135,7 +135,7 @@ def test_report_is_json_ready_and_uses_the_thresholds():
 
 
 def test_prediction_records_labels_only_for_multilabel_models():
-    from genreflow.predict import Prediction
+    from genreflow.prediction.predictor import Prediction
 
     def prediction(thresholds):
         return Prediction(
@@ -313,7 +313,7 @@ def _read(path: Path) -> dict:
 
 
 def test_features_are_multilabel_and_the_pipeline_yields_target_vectors(pipeline):
-    from genreflow.dataset import (
+    from genreflow.training.dataset import (
         SegmentSampler,
         clip_table,
         is_multilabel,
@@ -422,10 +422,10 @@ def _over(labels: list[str], probabilities, thresholds) -> list[str]:
 def test_serve_and_stream_answer_with_the_labels_over_threshold(pipeline, tmp_path):
     from starlette.testclient import TestClient
 
-    from genreflow.config import load_config
-    from genreflow.predict import Predictor
+    from genreflow.core.config import load_config
+    from genreflow.prediction.predictor import Predictor
+    from genreflow.prediction.stream import StreamClassifier
     from genreflow.serve import ServeLimits, create_app
-    from genreflow.stream import StreamClassifier
 
     predictor = Predictor(pipeline["model"])
     labels, thresholds = predictor.labels, predictor.thresholds

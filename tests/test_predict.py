@@ -10,7 +10,7 @@ import soundfile as sf
 from tone_data import GENRES, SR, write_tone_clip
 
 from genreflow.cli import main
-from genreflow.errors import AudioError, ModelError
+from genreflow.core.errors import AudioError, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def model(tone_model):
 
 @pytest.fixture(scope="module")
 def predictor(model):
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
 
     return Predictor(model)
 

@@ -17,7 +17,12 @@ def features(tone_features):
 
 
 def _sampler(features, **kwargs):
-    from genreflow.dataset import SegmentSampler, band_statistics, clip_table, open_features
+    from genreflow.training.dataset import (
+        SegmentSampler,
+        band_statistics,
+        clip_table,
+        open_features,
+    )
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)
@@ -34,7 +39,7 @@ def _collect(dataset):
 def test_time_pooling_model_keeps_frequency_and_takes_any_length(tmp_path):
     import keras
 
-    from genreflow.model import build_model
+    from genreflow.training.model import build_model
 
     model = build_model(n_mels=64, n_labels=5, pooling="time", filters=(8, 16, 24))
     # 64 bands -> stride 2 and two 2x2 pools -> 8 frequency bins x 24 channels to the classifier.
@@ -53,7 +58,7 @@ def test_time_pooling_model_keeps_frequency_and_takes_any_length(tmp_path):
 
 
 def test_gain_shifts_whole_examples_and_one_hot_matches_labels(features):
-    from genreflow.dataset import make_dataset
+    from genreflow.training.dataset import make_dataset
 
     fs, clips, sampler, mean, std = _sampler(features)
     plain_x, plain_y = _collect(make_dataset(sampler, mean=mean, std=std, batch_size=4))
@@ -70,7 +75,7 @@ def test_gain_shifts_whole_examples_and_one_hot_matches_labels(features):
 
 
 def test_mixup_blends_pairs_and_keeps_each_example_mostly_itself(features):
-    from genreflow.dataset import make_dataset
+    from genreflow.training.dataset import make_dataset
 
     fs, clips, sampler, mean, std = _sampler(features)
     n = len(GENRES)
@@ -137,7 +142,7 @@ def test_a_last_epoch_export_trains_without_a_valid_split(tmp_path, capsys):
 
 
 def test_class_weights_make_every_genre_weigh_alike(features):
-    from genreflow.dataset import ClipTable, balanced_class_weights, make_dataset
+    from genreflow.training.dataset import ClipTable, balanced_class_weights, make_dataset
 
     labels = np.array([0, 0, 0, 1, 2, 2])
     table = ClipTable(

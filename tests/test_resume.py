@@ -22,10 +22,10 @@ from spectrogram_runs import (
     write_manifest,
 )
 
-from genreflow.features import FeatureExtractor
-from genreflow.mpi import World
-from genreflow.shards import open_features
-from genreflow.spectrograms import run_spectrograms
+from genreflow.spectrograms.logmel import FeatureExtractor
+from genreflow.spectrograms.mpi import World
+from genreflow.spectrograms.shards import open_features
+from genreflow.spectrograms.stage import run_spectrograms
 
 JOURNAL_DIR = "journal"  # docs/formats.md: journal/part-<rank>-<k>.json
 
@@ -281,7 +281,7 @@ def test_changed_inputs_start_over(long_dataset, tmp_path, change, capsys):
 
 
 def test_touched_clip_or_other_rank_count_start_over(long_dataset, tmp_path):
-    from genreflow.spectrograms import _plan, recover_journals
+    from genreflow.spectrograms.stage import _plan, recover_journals
 
     manifest, clips = long_dataset
     out = tmp_path / "f"
@@ -320,7 +320,7 @@ def test_touched_clip_or_other_rank_count_start_over(long_dataset, tmp_path):
 def test_shard_writer_numbers_from_first_index_and_reports_each_shard(tmp_path):
     import numpy as np
 
-    from genreflow.shards import ShardWriter
+    from genreflow.spectrograms.shards import ShardWriter
 
     calls = []
     header, row_bytes = 128, 4 * 3 * 2

@@ -427,7 +427,7 @@ def test_uploads_ready_together_share_one_model_call_and_keep_their_own_answers(
     import asyncio
     import threading
 
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
     from genreflow.serve import ApiError, InferenceWorker, Upload
 
     predictor = Predictor(model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genreflow.slurm_check import (
+from genreflow.workflow.slurm_check import (
     JobRequest,
     SlurmRequestError,
     check_requests,

@@ -99,7 +99,7 @@ def test_sbatch_refuses_a_job_no_partition_can_run(tmp_path: Path):
 
 def test_a_job_pending_for_a_reason_that_never_clears_is_reported_and_cancelled(tmp_path: Path):
     """The workflow's watcher (onstart under the profile) does not wait on such a job."""
-    from genreflow.slurm_check import cancel_hopeless_jobs
+    from genreflow.workflow.slurm_check import cancel_hopeless_jobs
 
     failing = tmp_path / "fail.sh"
     failing.write_text("#!/bin/bash\nexit 1\n")

@@ -25,12 +25,12 @@ from spectrogram_runs import (
     write_manifest,
 )
 
-from genreflow.config import config_hash
-from genreflow.errors import StageError
-from genreflow.features import FeatureExtractor
-from genreflow.mpi import World, detect_launcher, expected_size
-from genreflow.shards import ShardWriter, open_features
-from genreflow.spectrograms import lpt_partition, run_spectrograms
+from genreflow.core.config import config_hash
+from genreflow.core.errors import StageError
+from genreflow.spectrograms.logmel import FeatureExtractor
+from genreflow.spectrograms.mpi import World, detect_launcher, expected_size
+from genreflow.spectrograms.shards import ShardWriter, open_features
+from genreflow.spectrograms.stage import lpt_partition, run_spectrograms
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def runs(dataset, tmp_path_factory):
     one, two = out / "one", out / "two"
     # One rank through the CLI, checking that the stage loads only what conversion needs:
     # never TensorFlow, nor librosa/scipy.signal/numba (~1.5 s of start-up per rank), nor
-    # the scipy.fft/scipy.sparse packages (~0.4 s; genreflow.stft loads pocketfft alone).
+    # the scipy.fft/scipy.sparse packages (~0.4 s; genreflow.spectrograms.stft loads pocketfft alone).
     probe = (
         "import sys; from genreflow.cli import main; rc = main(sys.argv[1:]); "
         "heavy = ('tensorflow', 'keras', 'librosa', 'scipy', 'numba'); "

@@ -22,8 +22,8 @@ import soundfile as sf
 from demo_model import model_labels, write_clip
 
 from genreflow.cli import main
-from genreflow.errors import AudioError
-from genreflow.stream import (
+from genreflow.core.errors import AudioError
+from genreflow.prediction.stream import (
     ByteSource,
     SlidingWindow,
     StreamClassifier,
@@ -44,7 +44,7 @@ def model(demo_model) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model):
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
 
     return Predictor(model)
 

@@ -25,7 +25,7 @@ from tone_data import (
 )
 
 from genreflow.cli import main
-from genreflow.config import config_hash, load_config
+from genreflow.core.config import config_hash, load_config
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def trained(tone_model) -> Path:
 
 
 def test_sampler_draws_each_clip_reproducibly(features):
-    from genreflow.dataset import SegmentSampler, clip_table, open_features
+    from genreflow.training.dataset import SegmentSampler, clip_table, open_features
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)
@@ -67,7 +67,7 @@ def test_sampler_draws_each_clip_reproducibly(features):
 
 
 def test_band_statistics_match_in_memory_computation(features):
-    from genreflow.dataset import band_statistics, clip_table, open_features
+    from genreflow.training.dataset import band_statistics, clip_table, open_features
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)
@@ -84,7 +84,7 @@ def test_band_statistics_match_in_memory_computation(features):
 
 
 def test_dataset_standardises_masks_and_repeats_epochs(features):
-    from genreflow.dataset import (
+    from genreflow.training.dataset import (
         SegmentSampler,
         band_statistics,
         clip_table,

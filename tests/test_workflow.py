@@ -261,7 +261,7 @@ def test_invalid_config_stops_before_any_job(tmp_path: Path):
     )
     assert bad_type.returncode != 0
     assert "n_mels" in bad_type.stdout and "8" in bad_type.stdout
-    # Cross-field rules come from genreflow.config (a JSON schema cannot express them).
+    # Cross-field rules come from genreflow.core.config (a JSON schema cannot express them).
     bad_fmax = snakemake(
         workdir(
             tmp_path / "b",

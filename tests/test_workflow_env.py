@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genreflow.errors import GenreflowError
-from genreflow.workflow_env import use_environment_of
+from genreflow.core.errors import GenreflowError
+from genreflow.workflow.env import use_environment_of
 
 BIN = Path(sys.executable).parent
 

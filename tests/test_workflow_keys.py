@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from genreflow.config import load_config
-from genreflow.workflow_keys import (
+from genreflow.core.config import load_config
+from genreflow.workflow.keys import (
     RUN_LENGTH_KEYS,
     TRAIN_CLI_KEYS,
     TRAIN_SPEED_KEYS,

@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 from genreflow import __version__, commands
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 #: Order in ``--help``; commands not listed here follow alphabetically.
 ORDER = [

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genreflow.errors import ConfigError, DatasetError
-from genreflow.splits import GTZAN_GENRES
+from genreflow.core.errors import ConfigError, DatasetError
+from genreflow.data.splits import GTZAN_GENRES
 
 log = logging.getLogger(__name__)
 
@@ -1544,8 +1544,8 @@ def write_demo_dataset(
     import soundfile as sf
 
     from genreflow import __version__
-    from genreflow.atomic import atomic_path, write_json, write_text
-    from genreflow.progress import progress
+    from genreflow.core.atomic import atomic_path, write_json, write_text
+    from genreflow.core.progress import progress
 
     if (
         isinstance(clips_per_genre, bool)
@@ -1699,8 +1699,8 @@ def write_multilabel_demo_dataset(
     import soundfile as sf
 
     from genreflow import __version__
-    from genreflow.atomic import atomic_path, write_json, write_text
-    from genreflow.progress import progress
+    from genreflow.core.atomic import atomic_path, write_json, write_text
+    from genreflow.core.progress import progress
 
     if (
         isinstance(clips_per_genre, bool)

@@ -15,7 +15,7 @@ Outputs are keyed so that a change reruns only what depends on it:
 
 ``fhash`` hashes the ``audio`` and ``mel`` sections, ``thash`` the parts of ``train`` that change
 the model (not the thread counts) plus ``fhash``: the key lists and hashes live in
-``genreflow.workflow_keys``, shared with the package and unit-tested there.
+``genreflow.workflow.keys``, shared with the package and unit-tested there.
 
 Each stage reads its own snapshot of the validated config (``--config``): the whole config as
 it was when the sections that stage depends on last changed. The snapshot rule's ``params``
@@ -33,8 +33,8 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from genreflow.config import validate_config
-from genreflow.workflow_keys import (
+from genreflow.core.config import validate_config
+from genreflow.workflow.keys import (
     dataset_key,
     feature_hash,
     is_demo,
@@ -61,7 +61,7 @@ def use_snakemakes_environment() -> None:
     not); with ``--use-conda`` each rule's environment provides it instead."""
     if _uses_conda():
         return
-    from genreflow.workflow_env import use_environment_of
+    from genreflow.workflow.env import use_environment_of
 
     use_environment_of(sys.executable)
 
@@ -184,7 +184,7 @@ def write_config_snapshot(*, path: str, log: str, digest: str) -> None:
     """Write the validated ``config`` (all defaults filled in) as YAML, atomically."""
     import yaml
 
-    from genreflow.atomic import write_text
+    from genreflow.core.atomic import write_text
 
     write_text(path, yaml.safe_dump(config, sort_keys=False))
     with open(log, "w", encoding="utf-8") as handle:
@@ -212,7 +212,7 @@ def all_targets() -> list[str]:
 
 def slurm_requests(jobs):
     """What each job will ask SLURM for (the plugin's sbatch options)."""
-    from genreflow.slurm_check import JobRequest
+    from genreflow.workflow.slurm_check import JobRequest
 
     requests = []
     for job in jobs:
@@ -242,13 +242,13 @@ def check_slurm_requests() -> None:
     plugin = workflow.executor_plugin
     if plugin is None or getattr(plugin, "name", "") != "slurm":
         return
-    from genreflow.slurm_check import check_requests, query_nodes
+    from genreflow.workflow.slurm_check import check_requests, query_nodes
 
     nodes, default = query_nodes()
     check_requests(
         slurm_requests(workflow.dag.needrun_jobs()), nodes=nodes, default=default
     )
     # Sites without EnforcePartLimits keep such jobs pending instead: cancel them, with why.
-    from genreflow.slurm_check import watch_pending_jobs
+    from genreflow.workflow.slurm_check import watch_pending_jobs
 
     watch_pending_jobs(workdir=os.getcwd(), report=lambda text: logger.error(text))

@@ -26,8 +26,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The validated config named by ``--config`` with ``--set`` overrides applied."""
-    from genreflow.config import load_config
-    from genreflow.errors import ConfigError
+    from genreflow.core.config import load_config
+    from genreflow.core.errors import ConfigError
 
     overrides = {}
     for item in args.overrides:
@@ -53,8 +53,8 @@ def setup_inference_threads(threads: int | None) -> None:
 
     Must run before anything imports TensorFlow: thread pools cannot change afterwards.
     """
-    from genreflow.errors import ConfigError
-    from genreflow.threads import (
+    from genreflow.core.errors import ConfigError
+    from genreflow.core.threads import (
         configure_tensorflow,
         keep_freed_memory,
         quiet_tensorflow,

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from genreflow.commands._common import config_from_args
-    from genreflow.config import validate_config
+    from genreflow.core.config import validate_config
     from genreflow.demo import GENRES, write_demo_dataset, write_multilabel_demo_dataset
 
     cfg = config_from_args(args)

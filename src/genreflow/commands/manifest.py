@@ -47,16 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
 
-    from genreflow.config import config_hash
-    from genreflow.errors import DatasetError
-    from genreflow.manifest import (
+    from genreflow.core.config import config_hash
+    from genreflow.core.errors import DatasetError
+    from genreflow.data.manifest import (
         discover,
         format_counts,
         is_demo_dataset,
         read_csv,
         write_manifest,
     )
-    from genreflow.splits import assign_splits
+    from genreflow.data.splits import assign_splits
 
     cfg = config_from_args(args)
     data = args.data or cfg["data"]["root"] or None

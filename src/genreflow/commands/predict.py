@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from genreflow.errors import AudioError, ConfigError
+    from genreflow.core.errors import AudioError, ConfigError
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     setup_inference_threads(args.threads)
 
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
 
     predictor = Predictor(args.model)
     results, failed = [], 0

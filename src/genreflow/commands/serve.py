@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genreflow.errors import ConfigError
-    from genreflow.predict import read_model_info
-    from genreflow.threads import configure_tensorflow, set_thread_env
+    from genreflow.core.errors import ConfigError
+    from genreflow.core.threads import configure_tensorflow, set_thread_env
+    from genreflow.prediction.predictor import read_model_info
 
     cfg = config_from_args(args)
     if args.threads < 1:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     apply_thread_env(cfg["preprocess"]["threads_per_rank"])
     default_numba_cache(Path(args.out))
 
-    from genreflow.spectrograms import PeerStageError, process_start_time, run_spectrograms
+    from genreflow.spectrograms.stage import PeerStageError, process_start_time, run_spectrograms
 
     started = process_start_time() if Path("/proc/self/stat").exists() else CLI_ENTRY
     try:

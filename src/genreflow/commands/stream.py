@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from genreflow.errors import AudioError, ConfigError
-    from genreflow.predict import read_model_info
-    from genreflow.threads import configure_tensorflow, set_thread_env
+    from genreflow.core.errors import AudioError, ConfigError
+    from genreflow.core.threads import configure_tensorflow, set_thread_env
+    from genreflow.prediction.predictor import read_model_info
 
     _check_arguments(args, ConfigError)
     info = read_model_info(args.model)  # fail fast, before TensorFlow starts
@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from genreflow.predict import Predictor
-    from genreflow.stream import ByteSource, StreamClassifier, classify_stream
+    from genreflow.prediction.predictor import Predictor
+    from genreflow.prediction.stream import ByteSource, StreamClassifier, classify_stream
 
     predictor = Predictor(args.model)
     StreamClassifier(  # validate window/hop/smoothing before reading any audio

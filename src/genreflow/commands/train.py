@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genreflow.errors import ConfigError
-    from genreflow.threads import configure_tensorflow, keep_freed_memory, set_thread_env
+    from genreflow.core.errors import ConfigError
+    from genreflow.core.threads import configure_tensorflow, keep_freed_memory, set_thread_env
 
     cfg = config_from_args(args)
     for name in ("threads", "epochs"):
@@ -67,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-seconds must be > 0, got {args.max_seconds}")
     requested = parse_workers(args.workers)
     if requested is not None and requested > 1 and not os.environ.get("TF_CONFIG"):
-        from genreflow.distributed import detect_workers
+        from genreflow.training.distributed import detect_workers
 
         if detect_workers(requested=None).source == "single":
-            from genreflow.launch import run_local_workers
+            from genreflow.training.launch import run_local_workers
 
             return run_local_workers(worker_command(args), count=requested)
-    from genreflow.distributed import build_strategy, detect_workers
+    from genreflow.training.distributed import build_strategy, detect_workers
 
     group = detect_workers(requested=requested)
     intra = args.threads or cfg["train"]["production_threads"]
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     # The strategy right after the thread settings: it starts TensorFlow's runtime.
     strategy, group = build_strategy(group, port_base=cfg["train"]["port_base"])
 
-    from genreflow.train import train_model
+    from genreflow.training.fit import train_model
 
     train_model(
         features_dir=args.features,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_workers(value: str) -> int | None:
     """``--workers``: ``auto`` -> None, else a count >= 1."""
-    from genreflow.errors import ConfigError
+    from genreflow.core.errors import ConfigError
 
     if value == "auto":
         return None

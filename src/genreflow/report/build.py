@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genreflow.atomic import write_json, write_text
-from genreflow.errors import StageError
+from genreflow.core.atomic import write_json, write_text
+from genreflow.core.errors import StageError
 from genreflow.report.collect import collect
 from genreflow.report.document import PLOT_FILES, report_blocks
 from genreflow.report.render import to_html, to_markdown

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 #: Per-rank phases of the spectrogram stage, in pipeline order (``ranks[].seconds``).
 RANK_PHASES = ("import", "warmup", "setup", "decode", "resample", "mel", "write", "previews")

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from genreflow.atomic import atomic_path
+from genreflow.core.atomic import atomic_path
 from genreflow.report.collect import RANK_PHASES, STARTUP_PHASES
 
 DPI = 110

@@ -90,11 +90,11 @@ def create_app(
     temp_dir: str | os.PathLike,
     threads: Mapping[str, Any] | None = None,
 ):
-    """The FastAPI application around a loaded :class:`~genreflow.predict.Predictor`.
+    """The FastAPI application around a loaded :class:`~genreflow.prediction.predictor.Predictor`.
 
     Parameters
     ----------
-    predictor : genreflow.predict.Predictor
+    predictor : genreflow.prediction.predictor.Predictor
     limits : ServeLimits
     temp_dir : path-like
         This server's own folder for uploads; removed when the application shuts down.

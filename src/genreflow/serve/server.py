@@ -41,10 +41,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
     Raises
     ------
-    genreflow.errors.ConfigError
+    genreflow.core.errors.ConfigError
         The address cannot be bound (in use, not a local address).
     """
-    from genreflow.errors import ConfigError
+    from genreflow.core.errors import ConfigError
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -77,13 +77,13 @@ def run_server(
 ) -> None:
     """Load the model, bind ``host:port`` and serve until SIGINT/SIGTERM.
 
-    Set the TensorFlow thread settings (:mod:`genreflow.threads`) before calling this: it
+    Set the TensorFlow thread settings (:mod:`genreflow.core.threads`) before calling this: it
     imports TensorFlow.
     """
     import numpy as np
     import uvicorn
 
-    from genreflow.predict import Predictor
+    from genreflow.prediction.predictor import Predictor
 
     limits = ServeLimits.from_config(cfg)
     sock = bind_socket(host, port)

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from genreflow.audio import SUPPORTED_EXTENSIONS
+from genreflow.data.audio import SUPPORTED_EXTENSIONS
 
 #: Multipart overhead (boundaries, part headers, small extra fields) allowed beyond the file.
 FORM_OVERHEAD_BYTES = 64 * 1024

@@ -7,10 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from genreflow.errors import AudioError
+from genreflow.core.errors import AudioError
 from genreflow.serve.upload import ApiError, Upload
 
-#: How the reason of an :class:`~genreflow.errors.AudioError` maps to an HTTP status.
+#: How the reason of an :class:`~genreflow.core.errors.AudioError` maps to an HTTP status.
 #: Matched by prefix, first match wins; anything else is 422 (cannot decode).
 AUDIO_STATUS = (
     ("too long", 413, "audio too long"),
@@ -32,7 +32,7 @@ class InferenceWorker:
 
     Parameters
     ----------
-    predictor : genreflow.predict.Predictor
+    predictor : genreflow.prediction.predictor.Predictor
     max_audio_seconds : float
         Longer clips are refused from their header, before decoding.
     prepare_threads : int
@@ -69,7 +69,7 @@ class InferenceWorker:
 
         Returns
         -------
-        genreflow.predict.Prediction
+        genreflow.prediction.predictor.Prediction
             With ``source`` set to the client's file name and ``seconds["queue"]`` the time
             spent waiting for a preparing thread and for the model.
 

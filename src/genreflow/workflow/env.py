@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 
 def use_environment_of(python: str | os.PathLike) -> str:

@@ -19,7 +19,7 @@ resident memory does not grow with the corpus); ``fs.index`` all rows in manifes
 :class:`ShardWriter` streams rows into a shard whose final length is unknown: it writes an
 ``.npy`` header for zero rows (numpy reserves room in the header for the row count to grow),
 appends raw rows, then rewrites the header with the real row count and renames the file into
-place through :func:`genreflow.atomic.atomic_path`. Its ``on_finished`` callback runs after each
+place through :func:`genreflow.core.atomic.atomic_path`. Its ``on_finished`` callback runs after each
 rename (the spectrogram stage writes its resume journal there) and ``first_index`` lets a
 resumed run carry on numbering after the shards it kept.
 """
@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.atomic import atomic_open, atomic_path
-from genreflow.errors import StageError
+from genreflow.core.atomic import atomic_open, atomic_path
+from genreflow.core.errors import StageError
 
 #: Shard element type on disk (little-endian float16).
 SHARD_DTYPE = np.dtype("<f2")

@@ -1,6 +1,6 @@
 """Train the genre CNN on a feature directory and export a self-contained model directory.
 
-Set the thread pools first (``genreflow.threads``): this module imports TensorFlow.
+Set the thread pools first (``genreflow.core.threads``): this module imports TensorFlow.
 
 Resuming: after every epoch the model (with its optimizer state) is saved to
 ``MODEL_DIR/checkpoints/epoch-NNNN.keras`` and ``checkpoints/state.json`` records the epoch,
@@ -30,9 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 from genreflow import __version__
-from genreflow.atomic import atomic_path, write_json
-from genreflow.config import config_hash
-from genreflow.dataset import (
+from genreflow.core.atomic import atomic_path, write_json
+from genreflow.core.config import config_hash
+from genreflow.core.errors import DatasetError, StageError
+from genreflow.training.dataset import (
     ClipTable,
     FeatureSet,
     SegmentSampler,
@@ -43,7 +44,7 @@ from genreflow.dataset import (
     make_dataset,
     open_features,
 )
-from genreflow.distributed import (
+from genreflow.training.distributed import (
     WorkerGroup,
     allreduce_seconds,
     any_worker,
@@ -51,9 +52,8 @@ from genreflow.distributed import (
     describe_group,
     gather_rows,
 )
-from genreflow.errors import DatasetError, StageError
-from genreflow.model import build_model
-from genreflow.workflow_keys import RUN_LENGTH_KEYS
+from genreflow.training.model import build_model
+from genreflow.workflow.keys import RUN_LENGTH_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def train_model(
     cfg : mapping
         Validated configuration; uses the ``train`` section.
     threads : mapping
-        Thread settings in force (from :func:`genreflow.threads.configure_tensorflow`), recorded.
+        Thread settings in force (from :func:`genreflow.core.threads.configure_tensorflow`), recorded.
     epochs, max_seconds : optional
         Override ``train.epochs`` / ``train.max_seconds`` (short benchmark runs).
     verbose : int or None
@@ -119,7 +119,7 @@ def train_model(
     workers : WorkerGroup, optional
         This process's place among data-parallel workers (default: one worker).
     strategy : tf.distribute.MultiWorkerMirroredStrategy, optional
-        The strategy of ``workers`` (from :func:`genreflow.distributed.build_strategy`);
+        The strategy of ``workers`` (from :func:`genreflow.training.distributed.build_strategy`);
         required when there are several workers. Only the chief (worker 0) writes files.
 
     Returns
@@ -772,9 +772,9 @@ def tune_valid_thresholds(
     dict
         ``{label: threshold}`` for every label, in model order.
     """
-    from genreflow.multilabel import micro_f1, over_threshold, tune_thresholds
-    from genreflow.predict import Predictor
-    from genreflow.segment_scores import clip_probabilities
+    from genreflow.metrics.multilabel import micro_f1, over_threshold, tune_thresholds
+    from genreflow.prediction.predictor import Predictor
+    from genreflow.prediction.segment_scores import clip_probabilities
 
     predictor = Predictor(model_dir, info=model_info)
     probabilities = clip_probabilities(predictor, features=features, clips=clips)
@@ -798,7 +798,7 @@ def fit_ensemble_baseline(
         ``genreflow.json``'s ``ensemble`` record: ``{"file", "weight", "method"}``; prediction
         then averages the CNN's and the baseline's clip probabilities with ``weight``.
     """
-    from genreflow.classical import ENSEMBLE_FILE, ENSEMBLE_WEIGHT, MfccSvm, save_baseline
+    from genreflow.training.classical import ENSEMBLE_FILE, ENSEMBLE_WEIGHT, MfccSvm, save_baseline
 
     svm = MfccSvm(n_labels=n_labels).fit(features, clips)
     save_baseline(svm, model_dir / ENSEMBLE_FILE)

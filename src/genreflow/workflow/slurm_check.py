@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from genreflow.errors import GenreflowError
+from genreflow.core.errors import GenreflowError
 
 
 class SlurmRequestError(GenreflowError):

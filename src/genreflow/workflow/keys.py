@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genreflow.config import FEATURE_SECTIONS, config_hash
+from genreflow.core.config import FEATURE_SECTIONS, config_hash
 
 #: Keys of ``train`` that choose how and where training runs, not what it learns from: they do
 #: not enter ``thash``. (The worker count changes the global batch, so the production model;

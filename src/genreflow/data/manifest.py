@@ -4,7 +4,7 @@ A dataset comes either from a folder tree (GTZAN layout ``DIR/genres/<label>/...
 ``DIR/genres_original/<label>/...`` or any folder-per-label tree ``DIR/<label>/...``) or from a
 user CSV (``path,label[,group][,labels][,split]``). Both give a list of :class:`Clip` plus the
 list of :class:`SkippedItem` that could not be used and why. Splitting lives in
-:mod:`genreflow.splits`; this module only finds, checks, reads and writes.
+:mod:`genreflow.data.splits`; this module only finds, checks, reads and writes.
 
 The manifest checks that a file exists, is a readable regular file and has a known audio
 extension; decoding (and so zero-byte or corrupt audio) is the spectrogram stage's job.
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from genreflow.atomic import atomic_open, write_json
-from genreflow.errors import DatasetError
+from genreflow.core.atomic import atomic_open, write_json
+from genreflow.core.errors import DatasetError
 
 #: Audio file extensions the manifest accepts (compared case-insensitively).
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")

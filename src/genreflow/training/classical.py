@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genreflow.dataset import ClipTable, FeatureSet, iter_segment_chunks
+from genreflow.training.dataset import ClipTable, FeatureSet, iter_segment_chunks
 
 MFCC_SVM_METHOD = (
     "MFCC(20) + delta mean/std per segment, standardised, RBF SVM (C=10); "
@@ -107,7 +107,7 @@ class MfccSvm:
             ys.append(table.labels[positions])
         x, y = np.concatenate(xs), np.concatenate(ys)
         if len(np.unique(y)) < 2:
-            from genreflow.errors import DatasetError
+            from genreflow.core.errors import DatasetError
 
             raise DatasetError(f"{features.path}: the baseline needs clips of two labels or more")
         self.pipeline = make_pipeline(
@@ -131,7 +131,7 @@ class MfccSvm:
 
     def clip_probabilities(self, features: FeatureSet, clips: ClipTable) -> np.ndarray:
         """Clip probabilities of ``clips`` (mean over each clip's segments), shape (n_clips, n_labels)."""
-        from genreflow.segment_scores import clip_average
+        from genreflow.prediction.segment_scores import clip_average
 
         stats, positions = clip_segment_statistics(features, clips)
         return clip_average(self.segment_probabilities(stats), positions, n_clips=len(clips))
@@ -155,7 +155,7 @@ def save_baseline(svm: MfccSvm, path) -> None:
     """Write a fitted :class:`MfccSvm` to ``path`` atomically (joblib)."""
     import joblib
 
-    from genreflow.atomic import atomic_path
+    from genreflow.core.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         joblib.dump(svm, tmp)
@@ -165,7 +165,7 @@ def load_baseline(path) -> MfccSvm:
     """Read what :func:`save_baseline` wrote (only load files you made: joblib is pickle)."""
     import joblib
 
-    from genreflow.errors import ModelError
+    from genreflow.core.errors import ModelError
 
     try:
         svm = joblib.load(path)

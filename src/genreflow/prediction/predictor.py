@@ -12,10 +12,10 @@ reaches the label's threshold from ``genreflow.json`` (:attr:`Prediction.predict
 
 A clip the spectrogram stage would skip (shorter than ``audio.min_seconds`` or quieter than
 ``audio.silence_dbfs``, from the model's ``genreflow.json``) is refused with an
-:class:`~genreflow.errors.AudioError`, unless the caller passes ``allow_unusable=True``: then it
+:class:`~genreflow.core.errors.AudioError`, unless the caller passes ``allow_unusable=True``: then it
 is predicted and :attr:`Prediction.unusable` gives the reason.
 
-This module imports TensorFlow; set thread settings (``genreflow.threads``) before importing it.
+This module imports TensorFlow; set thread settings (``genreflow.core.threads``) before importing it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.errors import AudioError, ModelError
-from genreflow.multilabel import over_threshold, thresholds_array
+from genreflow.core.errors import AudioError, ModelError
+from genreflow.metrics.multilabel import over_threshold, thresholds_array
 
 #: Keys ``genreflow.json`` must have (docs/formats.md, "Model directory").
 MODEL_INFO_KEYS = (
@@ -268,8 +268,8 @@ class Predictor:
 
     @cached_property
     def extractor(self):
-        """The :class:`~genreflow.features.FeatureExtractor` the model was trained with."""
-        from genreflow.features import FeatureExtractor
+        """The :class:`~genreflow.spectrograms.logmel.FeatureExtractor` the model was trained with."""
+        from genreflow.spectrograms.logmel import FeatureExtractor
 
         return FeatureExtractor(audio=self.info["audio"], mel=self.info["mel"])
 
@@ -282,9 +282,9 @@ class Predictor:
 
         The model's own ``audio.min_seconds`` and ``audio.silence_dbfs`` (from
         ``genreflow.json``; a model without them accepts everything), applied as the
-        spectrogram stage applies them (:func:`genreflow.audio.unusable_reason`).
+        spectrogram stage applies them (:func:`genreflow.data.audio.unusable_reason`).
         """
-        from genreflow.audio import unusable_reason
+        from genreflow.data.audio import unusable_reason
 
         audio = self.info["audio"]
         return unusable_reason(
@@ -324,7 +324,7 @@ class Predictor:
         record = self.info.get("ensemble")
         if not record:
             return None
-        from genreflow.classical import load_baseline
+        from genreflow.training.classical import load_baseline
 
         return load_baseline(self.model_dir / record["file"])
 
@@ -349,7 +349,7 @@ class Predictor:
         """
         clip = segment_probs.mean(axis=0)
         if self.baseline is not None:
-            from genreflow.classical import ensemble_probabilities, segment_mfcc_statistics
+            from genreflow.training.classical import ensemble_probabilities, segment_mfcc_statistics
 
             svm = self.baseline.segment_probabilities(segment_mfcc_statistics(segments))
             clip = ensemble_probabilities(
@@ -509,7 +509,7 @@ class Predictor:
         ----------
         path : path-like
         max_seconds : float or None
-            Refuse longer clips (see :func:`genreflow.audio.load_audio`).
+            Refuse longer clips (see :func:`genreflow.data.audio.load_audio`).
         allow_unusable : bool
             Predict a silent or too-short clip anyway, flagged (see :meth:`predict_samples`).
 

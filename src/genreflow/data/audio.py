@@ -1,7 +1,7 @@
 """Decode an audio file into a mono float32 signal at the configured sample rate.
 
 Every reason a clip cannot be used (unsupported format, missing, empty, corrupt, too short,
-silent) is an :class:`~genreflow.errors.AudioError` carrying the path and a one-line reason, so
+silent) is an :class:`~genreflow.core.errors.AudioError` carrying the path and a one-line reason, so
 callers can record it and carry on with the next clip.
 
 Lengths. A WAV/AU/FLAC header gives the exact number of frames, so a file holding fewer is
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genreflow.errors import AudioError
+from genreflow.core.errors import AudioError
 
 #: Extensions soundfile's bundled libsndfile decodes without ffmpeg.
 SUPPORTED_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")

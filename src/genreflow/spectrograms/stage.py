@@ -3,12 +3,12 @@
 Rank 0 reads the manifest, removes ``features.json`` and the other outputs derived from the
 whole run, splits the clips into balanced shares by file size (longest-processing-time-first)
 and scatters them: paths and metadata only. Every rank decodes its clips, cuts them into log-mel
-segments (:class:`genreflow.features.FeatureExtractor`) and streams them into its own shards
-(:class:`genreflow.shards.ShardWriter`), writing preview PNGs for the clips it owns. Rank 0
+segments (:class:`genreflow.spectrograms.logmel.FeatureExtractor`) and streams them into its own shards
+(:class:`genreflow.spectrograms.shards.ShardWriter`), writing preview PNGs for the clips it owns. Rank 0
 gathers counts, failures, decode notes, timings and index rows, writes ``index.csv``,
 ``bad_files.csv``, ``notes.csv`` and ``timings.json``, and, only if few enough clips failed,
 ``features.json`` last. Formats: ``docs/formats.md``, "Features" and "Spectrogram timings".
-Read the result with :func:`genreflow.shards.open_features`.
+Read the result with :func:`genreflow.spectrograms.shards.open_features`.
 
 Resuming. Each time a rank has renamed a finished shard into place it writes a journal
 ``journal/part-<rank>-<k>.json`` (atomically): the share positions the shard covers and all
@@ -22,9 +22,9 @@ byte for byte those of an uninterrupted run (but for ``created`` in ``features.j
 timings). A journal from other inputs or another rank count starts the run over, with one
 line on stderr saying why; so does ``fresh=True`` (``genreflow spectrograms --fresh``).
 
-A clip that cannot be used is an :class:`~genreflow.errors.AudioError`, recorded and skipped.
+A clip that cannot be used is an :class:`~genreflow.core.errors.AudioError`, recorded and skipped.
 Anything else on any rank (a bug, a full disk) aborts every rank (see
-:meth:`genreflow.mpi.World.abort_on_error`).
+:meth:`genreflow.spectrograms.mpi.World.abort_on_error`).
 
 Test hook: ``GENREFLOW_FAULT_INJECT=rank1`` (comma-separate several) makes rank 1 raise
 ``RuntimeError`` right after writing its first clip, i.e. with a shard half written, to test
@@ -51,10 +51,10 @@ from typing import Any
 import numpy as np
 
 from genreflow import __version__
-from genreflow.atomic import atomic_open, atomic_path, write_json, write_text
-from genreflow.errors import AudioError, GenreflowError, StageError
-from genreflow.mpi import World, init_world, launcher_env
-from genreflow.shards import (
+from genreflow.core.atomic import atomic_open, atomic_path, write_json, write_text
+from genreflow.core.errors import AudioError, GenreflowError, StageError
+from genreflow.spectrograms.mpi import World, init_world, launcher_env
+from genreflow.spectrograms.shards import (
     INDEX,
     MARKER,
     IndexRow,
@@ -277,7 +277,7 @@ def run_spectrograms(
     cfg : mapping
         Validated config; uses ``audio``, ``mel`` and ``preprocess``.
     world : World, optional
-        Default :func:`genreflow.mpi.init_world` (one rank without a launcher).
+        Default :func:`genreflow.spectrograms.mpi.init_world` (one rank without a launcher).
     started : float, optional
         Epoch time this process started (default: from ``/proc``); the ``import`` timing
         and ``startup_seconds`` count from it.
@@ -307,7 +307,7 @@ def run_spectrograms(
         _import_kernels()
         report.seconds["import"] = time.time() - started
         t0 = time.perf_counter()
-        from genreflow.features import FeatureExtractor
+        from genreflow.spectrograms.logmel import FeatureExtractor
 
         extractor = FeatureExtractor.from_config(cfg)
         _warm_up(extractor)
@@ -365,7 +365,7 @@ def _plan(
     fresh: bool = False,
 ) -> _Plan:
     """Rank 0: read the manifest, split the clips into shares, resume or clear old outputs."""
-    from genreflow.manifest import read_manifest
+    from genreflow.data.manifest import read_manifest
 
     # First: even a run that fails below must not leave a directory that reads as complete.
     had_journals = _has_journals(out)
@@ -464,7 +464,7 @@ def _run_inputs(
     ``preprocess.previews_per_genre``) and the genreflow version. The rank count is checked
     separately.
     """
-    from genreflow.config import config_hash
+    from genreflow.core.config import config_hash
 
     clips = "".join(f"{size} {mtime}\n" for size, mtime in stats).encode("ascii")
     shaping = {
@@ -658,16 +658,16 @@ def remove_stale_outputs(
 def _import_kernels() -> None:
     """Import what the conversion needs, so that start-up cost shows up as ``import``.
 
-    Only that: the window and mel filterbank are computed by :mod:`genreflow.features`
+    Only that: the window and mel filterbank are computed by :mod:`genreflow.spectrograms.logmel`
     itself, so no rank imports librosa, scipy.signal or numba (~1.5 s per process), nor the
-    ``scipy.fft`` and ``scipy.sparse`` packages (~0.4 s: :mod:`genreflow.stft` loads
+    ``scipy.fft`` and ``scipy.sparse`` packages (~0.4 s: :mod:`genreflow.spectrograms.stft` loads
     pocketfft alone), and never TensorFlow (``tests/test_spectrograms.py`` checks the modules
     a rank loads).
     """
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
 
-    from genreflow.stft import real_fft
+    from genreflow.spectrograms.stft import real_fft
 
     real_fft()
 
@@ -749,7 +749,7 @@ def _convert_share(
     report: RankReport,
 ) -> None:
     """Convert the rest of this rank's share into its shards and previews; fill ``report``."""
-    from genreflow.progress import progress
+    from genreflow.core.progress import progress
 
     seconds = report.seconds
     for key in ("decode", "resample", "mel", "write", "previews"):
@@ -890,7 +890,7 @@ def _finish(
     Resumed clips (``plan.recovered``) count in the outputs as if this run had converted them;
     ``timings.json`` counts this run's work and gives the resumed clips apart.
     """
-    from genreflow.config import config_hash
+    from genreflow.core.config import config_hash
 
     out = plan.out
     recovered = plan.recovered

@@ -1,4 +1,4 @@
-"""The kernels under :class:`genreflow.features.LogMel`: framing, a float32 real FFT, mel bands.
+"""The kernels under :class:`genreflow.spectrograms.logmel.LogMel`: framing, a float32 real FFT, mel bands.
 
 Three choices make a 30-s clip's log-mel cost what its FFTs cost (``benchmarks/bench_spectrograms.py``):
 

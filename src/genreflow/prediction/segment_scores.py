@@ -1,14 +1,14 @@
 """A model's outputs over a feature set: every segment's probabilities, and each clip's.
 
 Training (threshold tuning at export), evaluation and the classical baseline all score stored
-segments this way; :class:`genreflow.predict.Predictor` scores one clip's.
+segments this way; :class:`genreflow.prediction.predictor.Predictor` scores one clip's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from genreflow.dataset import ClipTable, FeatureSet, iter_segment_chunks
+from genreflow.training.dataset import ClipTable, FeatureSet, iter_segment_chunks
 
 
 def segment_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> np.ndarray:
@@ -16,7 +16,7 @@ def segment_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) 
 
     Parameters
     ----------
-    predictor : genreflow.predict.Predictor
+    predictor : genreflow.prediction.predictor.Predictor
     features : FeatureSet
     clips : ClipTable
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from genreflow.errors import ConfigError
+from genreflow.core.errors import ConfigError
 
 __all__ = [
     "WorkerGroup",

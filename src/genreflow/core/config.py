@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from genreflow.errors import ConfigError
+from genreflow.core.errors import ConfigError
 
 #: Sections that define the features; a change to any of them invalidates the spectrograms.
 FEATURE_SECTIONS = ("audio", "mel")

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from genreflow.atomic import atomic_path
+from genreflow.core.atomic import atomic_path
 
 
 def plot_confusion(

@@ -3,7 +3,7 @@
 The definition is librosa's: ``power_to_db(melspectrogram(y, sr, n_fft, hop_length, n_mels,
 fmin, fmax), ref=1.0, amin=1e-10, top_db=top_db)`` with a centred, zero-padded periodic Hann
 STFT and Slaney mel filters. :class:`LogMel` computes the same numbers faster (kernels in
-:mod:`genreflow.stft`: frames read in place, a float32 FFT, the filterbank as a few banded
+:mod:`genreflow.spectrograms.stft`: frames read in place, a float32 FFT, the filterbank as a few banded
 products, no numba, no librosa). ``tests/test_features.py`` checks it against librosa: within
 1e-3 dB in every band less than 80 dB below its frame's loudest, within 0.02 dB down to 100 dB
 below. Further down, float32 rounding (relative to the frame's loudest bins) can reach ~0.1 dB
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.stft import MelBands, frame_blocks, real_fft
+from genreflow.spectrograms.stft import MelBands, frame_blocks, real_fft
 
 AMIN = 1e-10  # power floor, as librosa.power_to_db: -100 dB
 # 256 frames of 2048 float32 samples and their spectra stay in a core's 1 MiB L2 cache;
@@ -273,8 +273,8 @@ class FeatureExtractor:
         silence: bool = True,
         max_seconds: float | None = None,
     ):
-        """Decode ``path`` with this extractor's audio settings (see :func:`genreflow.audio.load_audio`)."""
-        from genreflow.audio import load_audio
+        """Decode ``path`` with this extractor's audio settings (see :func:`genreflow.data.audio.load_audio`)."""
+        from genreflow.data.audio import load_audio
 
         return load_audio(
             path,

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from genreflow.errors import StageError
+from genreflow.core.errors import StageError
 
 #: Environment variables that only exist inside a process started by an MPI launcher
 #: (``srun`` is recognised by ``SLURM_STEP_ID``, see :func:`detect_launcher`).

@@ -47,7 +47,7 @@ def set_thread_env(*, intra_op: int, inter_op: int) -> dict[str, str]:
         The variables that were set, ``{name: value}``.
     """
     if intra_op < 1 or inter_op < 1:
-        from genreflow.errors import ConfigError
+        from genreflow.core.errors import ConfigError
 
         raise ConfigError(
             f"thread counts must be >= 1, got intra_op={intra_op}, inter_op={inter_op}"

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.errors import DatasetError
-from genreflow.shards import FeatureSet, open_features
+from genreflow.core.errors import DatasetError
+from genreflow.spectrograms.shards import FeatureSet, open_features
 
 __all__ = [
     "ClipTable",
@@ -118,7 +118,7 @@ def clip_table(
     DatasetError
         A clip whose label (any of its labels, when ``multilabel``) is not in ``labels``.
     """
-    from genreflow.multilabel import multi_hot
+    from genreflow.metrics.multilabel import multi_hot
 
     position = {name: i for i, name in enumerate(labels)}
     rows = features.rows(split=split)

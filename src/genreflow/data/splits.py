@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 
-from genreflow.errors import ConfigError, DatasetError
-from genreflow.manifest import SPLITS, Clip, SkippedItem
+from genreflow.core.errors import ConfigError, DatasetError
+from genreflow.data.manifest import SPLITS, Clip, SkippedItem
 
 #: Values of ``split.method``.
 SPLIT_METHODS = ("auto", "stratified", "gtzan-filtered", "column")

@@ -2,9 +2,9 @@
 
 The metric functions are plain numpy (no TensorFlow), so they can be checked by hand:
 :func:`confusion_matrix`, :func:`precision_recall_f1`, :func:`macro_f1`, :func:`accuracy`
-(multi-label ones: :mod:`genreflow.multilabel`); a model's segment and clip probabilities over
-a feature set come from :mod:`genreflow.segment_scores`. :func:`evaluate_model`
-loads TensorFlow (through :class:`genreflow.predict.Predictor`) only when it runs.
+(multi-label ones: :mod:`genreflow.metrics.multilabel`); a model's segment and clip probabilities over
+a feature set come from :mod:`genreflow.prediction.segment_scores`. :func:`evaluate_model`
+loads TensorFlow (through :class:`genreflow.prediction.predictor.Predictor`) only when it runs.
 
 A multi-label model (``"multilabel": true`` in ``genreflow.json``) is scored per label at its
 stored thresholds (F1, average precision, micro/macro averages), beside a label-prior baseline;
@@ -22,9 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from genreflow.dataset import ClipTable, FeatureSet, clip_table, iter_segment_chunks, open_features
-from genreflow.errors import DatasetError, ModelError
-from genreflow.segment_scores import clip_average, segment_probabilities
+from genreflow.core.errors import DatasetError, ModelError
+from genreflow.prediction.segment_scores import clip_average, segment_probabilities
+from genreflow.training.dataset import (
+    ClipTable,
+    FeatureSet,
+    clip_table,
+    iter_segment_chunks,
+    open_features,
+)
 
 BASELINE_METHOD = "nearest centroid, euclidean, on per-clip mean log-mel spectra standardised with train statistics"
 
@@ -196,8 +202,8 @@ def evaluate_model(
     DatasetError
         No clips in ``split`` (or none in train, for the baseline).
     """
-    from genreflow.atomic import write_json
-    from genreflow.predict import Predictor, read_model_info
+    from genreflow.core.atomic import write_json
+    from genreflow.prediction.predictor import Predictor, read_model_info
 
     started = time.perf_counter()
     model_dir = Path(model_dir)
@@ -245,7 +251,7 @@ def evaluate_model(
         }
         write_json(out / "metrics.json", metrics)
         baseline_ap = metrics["baseline"].get("per_label_ap")
-        from genreflow import evaluation_figures as figures
+        from genreflow.evaluation import figures
 
         figures.plot_label_scores(
             metrics["per_label"],
@@ -314,7 +320,7 @@ def evaluate_model(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(out / "metrics.json", metrics)
-    from genreflow import evaluation_figures as figures
+    from genreflow.evaluation import figures
 
     figures.plot_confusion(
         np.asarray(metrics["confusion"]),
@@ -328,7 +334,7 @@ def evaluate_model(
 def classical_scores(
     *, features: FeatureSet, test: ClipTable, labels: Sequence[str], cnn_clip_probs: np.ndarray
 ) -> tuple[dict, dict]:
-    """The MFCC + SVM baseline (:mod:`genreflow.classical`) and its average with the CNN.
+    """The MFCC + SVM baseline (:mod:`genreflow.training.classical`) and its average with the CNN.
 
     The baseline learns from the train and valid clips (it has no epochs to choose, so it uses
     every clip the CNN used for training or model selection) and scores ``test``.
@@ -339,7 +345,7 @@ def classical_scores(
         Each ``{"method", "clip_accuracy", "macro_f1", "confusion", "seconds"}``; scores are
         None when there are no train clips.
     """
-    from genreflow.classical import MfccSvm, ensemble_probabilities
+    from genreflow.training.classical import MfccSvm, ensemble_probabilities
 
     empty = {"clip_accuracy": None, "macro_f1": None, "confusion": None, "seconds": None}
     classical = {"method": MfccSvm.method, **empty}
@@ -409,7 +415,7 @@ def multilabel_metrics(
         ``per_label``, ``micro_f1``, ``macro_f1``, ``mAP``, ``subset_accuracy``,
         ``hamming_loss``, ``segment_mAP``, ``baseline`` and ``clips``.
     """
-    from genreflow.multilabel import (
+    from genreflow.metrics.multilabel import (
         mean_average_precision,
         multilabel_report,
         over_threshold,

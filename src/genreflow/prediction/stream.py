@@ -13,7 +13,7 @@ The pieces, in the order the audio meets them:
 4. :class:`SlidingWindow` cuts windows of ``window`` samples every ``hop`` samples.
 5. :class:`StreamClassifier` turns each window into log-mel segments (the model's segment
    length and hop, as in ``genreflow predict``), calls
-   :meth:`~genreflow.predict.Predictor.predict_segments` once, averages the segments and
+   :meth:`~genreflow.prediction.predictor.Predictor.predict_segments` once, averages the segments and
    updates an exponential moving average of the probabilities: the smoothed decision (the
    most probable genre; for a multi-label model, also every genre whose smoothed probability
    reaches its threshold from ``genreflow.json``).
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from genreflow.errors import AudioError
+from genreflow.core.errors import AudioError
 
 #: Bytes read per system call: small enough to pass audio on as it arrives.
 READ_BYTES = 16384
@@ -488,7 +488,7 @@ class StreamClassifier:
 
     Parameters
     ----------
-    predictor : genreflow.predict.Predictor
+    predictor : genreflow.prediction.predictor.Predictor
     window_seconds : float or None
         Window length; None = the model's segment length (``audio.segment_seconds``).
     hop_seconds : float
@@ -505,8 +505,8 @@ class StreamClassifier:
         hop_seconds: float = DEFAULT_HOP_SECONDS,
         smoothing: float = DEFAULT_SMOOTHING,
     ) -> None:
-        from genreflow.errors import ConfigError
-        from genreflow.features import SegmentGrid
+        from genreflow.core.errors import ConfigError
+        from genreflow.spectrograms.logmel import SegmentGrid
 
         if window_seconds is None:
             window_seconds = float(predictor.info["audio"]["segment_seconds"])
@@ -572,7 +572,7 @@ class StreamClassifier:
         return np.ascontiguousarray(windows[:, starts].transpose(1, 0, 2)), padded
 
     def _classify(self, samples: np.ndarray, *, end: int, final: bool) -> WindowResult:
-        from genreflow.audio import unusable_reason
+        from genreflow.data.audio import unusable_reason
 
         t0 = time.perf_counter()
         unusable = unusable_reason(
@@ -679,7 +679,7 @@ def classify_stream(
     Parameters
     ----------
     source : ByteSource
-    predictor : genreflow.predict.Predictor
+    predictor : genreflow.prediction.predictor.Predictor
     format, rate, channels
         See :func:`open_pcm`.
     window_seconds, hop_seconds, smoothing

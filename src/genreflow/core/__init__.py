@@ -1,0 +1,1 @@
+"""Helpers every stage shares: config loading, errors, atomic output, progress, threads."""

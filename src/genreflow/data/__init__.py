@@ -1,0 +1,1 @@
+"""Stage 1: find a dataset's clips, split them, and decode audio files."""

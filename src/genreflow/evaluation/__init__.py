@@ -1,0 +1,1 @@
+"""Stage 4: test-split metrics beside baselines, and their figures."""

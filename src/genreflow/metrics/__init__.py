@@ -1,0 +1,1 @@
+"""Scores shared by training, evaluation and prediction: single-label and multi-label metrics."""

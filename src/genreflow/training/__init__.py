@@ -1,0 +1,1 @@
+"""Stage 3: training inputs, the CNN and the classical baseline, the fit loop, checkpoints and export."""

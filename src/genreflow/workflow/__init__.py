@@ -1,0 +1,1 @@
+"""What the Snakemake workflow runs in the package: output keys and hashes, environment, SLURM checks."""
