@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_fold(clips, *, fold_dir: Path, cfg: dict, threads: dict) -> dict:
     """manifest -> spectrograms -> train -> evaluate for one fold; its scores and timings."""
-    from genreflow.data.manifest import write_manifest
+    from genreflow.data.manifest_csv import write_manifest
     from genreflow.evaluation.evaluate import evaluate_model
     from genreflow.spectrograms.stage import run_spectrograms
     from genreflow.training.fit import train_model

@@ -55,7 +55,7 @@ def untrained_model_dir(folder: Path) -> Path:
     from genreflow.core.config import config_hash, load_config
     from genreflow.demo import GENRES
     from genreflow.spectrograms.logmel import FeatureExtractor
-    from genreflow.training.fit import export_model
+    from genreflow.training.export import export_model
     from genreflow.training.model import build_model
 
     cfg = load_config(None)

@@ -6,8 +6,9 @@ Usage::
     .venv/bin/python benchmarks/bench_resume.py --clips 200 --ranks 2 --shard-mb 16
 
 On ``--clips`` synthetic WAV clips (tones and noise, ``--seconds`` long, made once and reused
-with ``--workdir``) and a manifest written by :func:`genreflow.data.manifest.write_manifest`, three
-``mpiexec -n RANKS genreflow spectrograms`` runs:
+with ``--workdir``) and a manifest written by
+:func:`genreflow.data.manifest_csv.write_manifest`, three ``mpiexec -n RANKS genreflow
+spectrograms`` runs:
 
 (a) ``full``: an uninterrupted run (``--fresh``) into ``full/``;
 (b) ``killed``: the same run (``--fresh``) into ``resumed/``, SIGKILLed (launcher, proxies and
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.kill_at < 1:
         parser.error("--kill-at must be between 0 and 1")
-    from genreflow.data.manifest import write_manifest
+    from genreflow.data.manifest_csv import write_manifest
 
     tmp = None
     if args.workdir is None:

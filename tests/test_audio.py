@@ -148,7 +148,7 @@ def test_mpg123_messages_provoked_in_a_subprocess_never_reach_its_stderr(tmp_pat
 
 
 def test_quiet_decoder_passes_other_stderr_lines_through(capfd):
-    from genreflow.data.audio import quiet_decoder
+    from genreflow.data.decoder_log import quiet_decoder
 
     with quiet_decoder():
         os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 4092.\n")

@@ -9,7 +9,8 @@ import pytest
 from tone_data import GENRES
 
 from genreflow.cli import main
-from genreflow.evaluation.evaluate import format_summary, verdict
+from genreflow.evaluation.baselines import verdict
+from genreflow.evaluation.summary_text import format_summary
 from genreflow.training.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.training.dataset import clip_table, open_features
 

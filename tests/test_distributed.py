@@ -140,7 +140,8 @@ def _worker_index(pid: int) -> int | None:
 def test_two_local_workers_share_each_epoch_and_export_one_model(features, tmp_path):
     """`train --workers 2` starts two loopback workers; every example is seen once per epoch."""
     from genreflow.core.config import load_config
-    from genreflow.training.dataset import SegmentSampler, clip_table, open_features
+    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.training.pipeline import SegmentSampler
 
     out = tmp_path / "model"
     proc = subprocess.run(
@@ -284,7 +285,8 @@ def test_a_worker_whose_peer_dies_stops_with_a_clear_message(features, tmp_path)
 
 
 def test_epoch_plan_shards_are_disjoint_and_cover_the_plan(features):
-    from genreflow.training.dataset import SegmentSampler, clip_table, open_features
+    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.training.pipeline import SegmentSampler
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)

@@ -11,13 +11,13 @@ from tone_data import GENRES
 
 from genreflow.cli import main
 from genreflow.core.errors import ModelError
-from genreflow.evaluation.evaluate import (
+from genreflow.evaluation.baselines import nearest_centroid
+from genreflow.evaluation.evaluate import evaluate_model
+from genreflow.metrics.single_label import (
     accuracy,
     classification_report,
     confusion_matrix,
-    evaluate_model,
     macro_f1,
-    nearest_centroid,
     precision_recall_f1,
 )
 from genreflow.prediction.segment_scores import clip_average

@@ -16,10 +16,9 @@ import soundfile as sf
 from genreflow.cli import main
 from genreflow.core.config import config_hash, load_config
 from genreflow.core.errors import ConfigError, DatasetError
-from genreflow.data.manifest import (
+from genreflow.data.manifest import Clip, discover
+from genreflow.data.manifest_csv import (
     MANIFEST_COLUMNS,
-    Clip,
-    discover,
     read_csv,
     read_manifest,
     write_manifest,

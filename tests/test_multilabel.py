@@ -135,7 +135,7 @@ def test_report_is_json_ready_and_uses_the_thresholds():
 
 
 def test_prediction_records_labels_only_for_multilabel_models():
-    from genreflow.prediction.predictor import Prediction
+    from genreflow.prediction.records import Prediction
 
     def prediction(thresholds):
         return Prediction(
@@ -313,13 +313,8 @@ def _read(path: Path) -> dict:
 
 
 def test_features_are_multilabel_and_the_pipeline_yields_target_vectors(pipeline):
-    from genreflow.training.dataset import (
-        SegmentSampler,
-        clip_table,
-        is_multilabel,
-        make_dataset,
-        open_features,
-    )
+    from genreflow.training.dataset import clip_table, is_multilabel, open_features
+    from genreflow.training.pipeline import SegmentSampler, make_dataset
 
     fs = open_features(pipeline["features"])
     assert is_multilabel(fs) and fs.labels == sorted(GENRES)

@@ -17,12 +17,8 @@ def features(tone_features):
 
 
 def _sampler(features, **kwargs):
-    from genreflow.training.dataset import (
-        SegmentSampler,
-        band_statistics,
-        clip_table,
-        open_features,
-    )
+    from genreflow.training.dataset import band_statistics, clip_table, open_features
+    from genreflow.training.pipeline import SegmentSampler
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)
@@ -58,7 +54,7 @@ def test_time_pooling_model_keeps_frequency_and_takes_any_length(tmp_path):
 
 
 def test_gain_shifts_whole_examples_and_one_hot_matches_labels(features):
-    from genreflow.training.dataset import make_dataset
+    from genreflow.training.pipeline import make_dataset
 
     fs, clips, sampler, mean, std = _sampler(features)
     plain_x, plain_y = _collect(make_dataset(sampler, mean=mean, std=std, batch_size=4))
@@ -75,7 +71,7 @@ def test_gain_shifts_whole_examples_and_one_hot_matches_labels(features):
 
 
 def test_mixup_blends_pairs_and_keeps_each_example_mostly_itself(features):
-    from genreflow.training.dataset import make_dataset
+    from genreflow.training.pipeline import make_dataset
 
     fs, clips, sampler, mean, std = _sampler(features)
     n = len(GENRES)
@@ -142,7 +138,8 @@ def test_a_last_epoch_export_trains_without_a_valid_split(tmp_path, capsys):
 
 
 def test_class_weights_make_every_genre_weigh_alike(features):
-    from genreflow.training.dataset import ClipTable, balanced_class_weights, make_dataset
+    from genreflow.training.dataset import ClipTable, balanced_class_weights
+    from genreflow.training.pipeline import make_dataset
 
     labels = np.array([0, 0, 0, 1, 2, 2])
     table = ClipTable(

@@ -281,7 +281,8 @@ def test_changed_inputs_start_over(long_dataset, tmp_path, change, capsys):
 
 
 def test_touched_clip_or_other_rank_count_start_over(long_dataset, tmp_path):
-    from genreflow.spectrograms.stage import _plan, recover_journals
+    from genreflow.spectrograms.journal import recover_journals
+    from genreflow.spectrograms.plan import make_plan as _plan
 
     manifest, clips = long_dataset
     out = tmp_path / "f"

@@ -29,8 +29,9 @@ from genreflow.core.config import config_hash
 from genreflow.core.errors import StageError
 from genreflow.spectrograms.logmel import FeatureExtractor
 from genreflow.spectrograms.mpi import World, detect_launcher, expected_size
+from genreflow.spectrograms.plan import lpt_partition
 from genreflow.spectrograms.shards import ShardWriter, open_features
-from genreflow.spectrograms.stage import lpt_partition, run_spectrograms
+from genreflow.spectrograms.stage import run_spectrograms
 
 
 @pytest.fixture(scope="module")

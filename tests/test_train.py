@@ -42,7 +42,8 @@ def trained(tone_model) -> Path:
 
 
 def test_sampler_draws_each_clip_reproducibly(features):
-    from genreflow.training.dataset import SegmentSampler, clip_table, open_features
+    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.training.pipeline import SegmentSampler
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)
@@ -84,13 +85,8 @@ def test_band_statistics_match_in_memory_computation(features):
 
 
 def test_dataset_standardises_masks_and_repeats_epochs(features):
-    from genreflow.training.dataset import (
-        SegmentSampler,
-        band_statistics,
-        clip_table,
-        make_dataset,
-        open_features,
-    )
+    from genreflow.training.dataset import band_statistics, clip_table, open_features
+    from genreflow.training.pipeline import SegmentSampler, make_dataset
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)

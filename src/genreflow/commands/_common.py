@@ -54,17 +54,11 @@ def setup_inference_threads(threads: int | None) -> None:
     Must run before anything imports TensorFlow: thread pools cannot change afterwards.
     """
     from genreflow.core.errors import ConfigError
-    from genreflow.core.threads import (
-        configure_tensorflow,
-        keep_freed_memory,
-        quiet_tensorflow,
-        set_thread_env,
-    )
+    from genreflow.core.threads import keep_freed_memory, quiet_tensorflow, start_tensorflow
 
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {threads}")
-        set_thread_env(intra_op=threads, inter_op=1)
-        configure_tensorflow(intra_op=threads, inter_op=1)
+        start_tensorflow(intra_op=threads, inter_op=1)
     quiet_tensorflow()
     keep_freed_memory()

@@ -49,13 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     from genreflow.core.config import config_hash
     from genreflow.core.errors import DatasetError
-    from genreflow.data.manifest import (
-        discover,
-        format_counts,
-        is_demo_dataset,
-        read_csv,
-        write_manifest,
-    )
+    from genreflow.data.manifest import discover, format_counts, is_demo_dataset
+    from genreflow.data.manifest_csv import read_csv, write_manifest
     from genreflow.data.splits import assign_splits
 
     cfg = config_from_args(args)

@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genreflow.core.errors import ConfigError
-    from genreflow.core.threads import configure_tensorflow, set_thread_env
-    from genreflow.prediction.predictor import read_model_info
+    from genreflow.core.threads import start_tensorflow
+    from genreflow.prediction.model_info import read_model_info
 
     cfg = config_from_args(args)
     if args.threads < 1:
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     read_model_info(args.model)  # fail fast, before TensorFlow starts
     # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
-    set_thread_env(intra_op=args.threads, inter_op=1)
-    threads = configure_tensorflow(intra_op=args.threads, inter_op=1)
+    threads = start_tensorflow(intra_op=args.threads, inter_op=1)
 
     from genreflow.serve import run_server
 

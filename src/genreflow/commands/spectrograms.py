@@ -29,8 +29,6 @@ DESCRIPTION = (
     "count starts over (one line on stderr says why)."
 )
 
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", metavar="CSV", required=True, help="manifest.csv to convert")
@@ -75,7 +73,9 @@ def apply_thread_env(threads: int) -> None:
 
     Must run before numpy is imported: OpenBLAS and MKL read them once, at load time.
     """
-    for name in THREAD_ENV:
+    from genreflow.core.threads import BLAS_ENV
+
+    for name in BLAS_ENV:
         os.environ.setdefault(name, str(threads))
     if "numpy" in sys.modules:
         print(

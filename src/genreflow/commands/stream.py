@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from genreflow.core.errors import AudioError, ConfigError
-    from genreflow.core.threads import configure_tensorflow, set_thread_env
-    from genreflow.prediction.predictor import read_model_info
+    from genreflow.core.threads import start_tensorflow
+    from genreflow.prediction.model_info import read_model_info
 
     _check_arguments(args, ConfigError)
     info = read_model_info(args.model)  # fail fast, before TensorFlow starts
@@ -104,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         fd = _open_input(args.input, follow=args.follow, wait=args.follow_timeout, error=AudioError)
 
-    set_thread_env(intra_op=args.threads, inter_op=1)
-    configure_tensorflow(intra_op=args.threads, inter_op=1)
+    start_tensorflow(intra_op=args.threads, inter_op=1)
 
     import numpy as np
 
+    from genreflow.prediction.pcm import ByteSource
     from genreflow.prediction.predictor import Predictor
-    from genreflow.prediction.stream import ByteSource, StreamClassifier, classify_stream
+    from genreflow.prediction.stream import StreamClassifier, classify_stream
 
     predictor = Predictor(args.model)
     StreamClassifier(  # validate window/hop/smoothing before reading any audio

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genreflow.core.errors import ConfigError
-    from genreflow.core.threads import configure_tensorflow, keep_freed_memory, set_thread_env
+    from genreflow.core.threads import keep_freed_memory, start_tensorflow
 
     cfg = config_from_args(args)
     for name in ("threads", "epochs"):
@@ -79,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
     intra = args.threads or cfg["train"]["production_threads"]
     inter = cfg["train"]["inter_op_threads"]
     # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
-    set_thread_env(intra_op=intra, inter_op=inter)
     keep_freed_memory()
-    threads = configure_tensorflow(intra_op=intra, inter_op=inter)
+    threads = start_tensorflow(intra_op=intra, inter_op=inter)
     # The strategy right after the thread settings: it starts TensorFlow's runtime.
     strategy, group = build_strategy(group, port_base=cfg["train"]["port_base"])
 

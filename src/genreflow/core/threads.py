@@ -29,6 +29,9 @@ INTRA_OP_ENV = (
     "NUMEXPR_NUM_THREADS",
 )
 INTER_OP_ENV = ("TF_NUM_INTEROP_THREADS",)
+#: The OpenMP/BLAS pool sizes that ``genreflow spectrograms`` sets per rank (no TensorFlow there)
+#: and records in ``timings.json``.
+BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def set_thread_env(*, intra_op: int, inter_op: int) -> dict[str, str]:
@@ -92,6 +95,20 @@ def configure_tensorflow(*, intra_op: int, inter_op: int) -> dict:
     except RuntimeError as exc:
         log.warning("TensorFlow already started; thread settings unchanged (%s)", exc)
     return thread_settings(requested={"intra_op": intra_op, "inter_op": inter_op})
+
+
+def start_tensorflow(*, intra_op: int, inter_op: int) -> dict:
+    """Thread environment, then TensorFlow's pools: the one way a command sets its threads.
+
+    Must run before anything imports TensorFlow (:func:`set_thread_env`); imports it.
+
+    Returns
+    -------
+    dict
+        What :func:`configure_tensorflow` reads back.
+    """
+    set_thread_env(intra_op=intra_op, inter_op=inter_op)
+    return configure_tensorflow(intra_op=intra_op, inter_op=inter_op)
 
 
 def thread_settings(*, requested: dict | None = None) -> dict:

@@ -1,10 +1,12 @@
-"""The clip manifest: find a dataset's audio files and read/write ``manifest.csv``.
+"""The clip records, and finding and checking a folder dataset's audio files.
 
 A dataset comes either from a folder tree (GTZAN layout ``DIR/genres/<label>/...``,
-``DIR/genres_original/<label>/...`` or any folder-per-label tree ``DIR/<label>/...``) or from a
-user CSV (``path,label[,group][,labels][,split]``). Both give a list of :class:`Clip` plus the
-list of :class:`SkippedItem` that could not be used and why. Splitting lives in
-:mod:`genreflow.data.splits`; this module only finds, checks, reads and writes.
+``DIR/genres_original/<label>/...`` or any folder-per-label tree ``DIR/<label>/...``), found
+here by :func:`discover`, or from a user CSV (``path,label[,group][,labels][,split]``), read by
+:mod:`genreflow.data.manifest_csv` with this module's checks. Both give a list of :class:`Clip`
+plus the list of :class:`SkippedItem` that could not be used and why. Reading and writing
+``manifest.csv`` is :mod:`genreflow.data.manifest_csv`'s job, splitting
+:mod:`genreflow.data.splits`'.
 
 The manifest checks that a file exists, is a readable regular file and has a known audio
 extension; decoding (and so zero-byte or corrupt audio) is the spectrogram stage's job.
@@ -12,23 +14,16 @@ extension; decoding (and so zero-byte or corrupt audio) is the spectrogram stage
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import datetime
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
-from genreflow.core.atomic import atomic_open, write_json
 from genreflow.core.errors import DatasetError
 
 #: Audio file extensions the manifest accepts (compared case-insensitively).
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
-
-#: Columns of ``manifest.csv``, in order (see docs/formats.md, "Manifest").
-MANIFEST_COLUMNS = ("clip_id", "path", "label", "labels", "group", "split")
 
 #: Split names, in the order they are reported.
 SPLITS = ("train", "valid", "test")
@@ -184,8 +179,8 @@ def discover(*, root: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]
         skipped.extend(SkippedItem(str(p), "hidden file or folder", "hidden") for p in hidden)
         candidates.extend((label, f) for f in files)
 
-    clips, more = _checked_clips(
-        (str(path), _clip_id(path), label, (label,), "", "", str(path))
+    clips, more = checked_clips(
+        (str(path), clip_id_of(path), label, (label,), "", "", str(path))
         for label, path in candidates
     )
     skipped.extend(more)
@@ -197,188 +192,8 @@ def discover(*, root: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]
             skipped.append(SkippedItem(str(folder), reason, "empty-label"))
 
     if not clips:
-        raise DatasetError(_no_clips_message(str(base), skipped))
+        raise DatasetError(no_clips_message(str(base), skipped))
     return sorted(clips, key=lambda c: c.clip_id), skipped
-
-
-def read_csv(*, path: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]:
-    """Read a dataset CSV.
-
-    Required columns ``path`` and ``label``; optional ``group`` (artist/album), ``labels``
-    (several labels, ``;``-separated), ``split`` (used by ``split.method: column``) and
-    ``clip_id`` (default: the file stem). Column names are case-insensitive; other columns are
-    ignored. Relative paths are relative to the CSV's folder.
-
-    Parameters
-    ----------
-    path : path-like
-        The CSV file (UTF-8, a BOM is accepted).
-
-    Returns
-    -------
-    clips : list of Clip
-        Sorted by ``clip_id``; ``split`` holds the CSV's (lower-cased) split value or ``""``.
-    skipped : list of SkippedItem
-        Rows with an empty path or label, unknown extension, missing/unreadable file or a
-        duplicate clip id (the first in sorted path order is kept).
-
-    Raises
-    ------
-    DatasetError
-        The file is missing or unreadable, lacks a required column, or holds no usable clip.
-    """
-    path = Path(path).expanduser().resolve()
-    rows, columns = _read_rows(path)
-    missing = [c for c in ("path", "label") if c not in columns]
-    if missing:
-        raise DatasetError(
-            f"{path}: missing required column(s) {', '.join(missing)}; "
-            f"found {', '.join(columns) or 'no header'} (need path,label[,group][,labels][,split])"
-        )
-    skipped: list[SkippedItem] = []
-    entries = []
-    for line, row in rows:
-        where = f"{path}:{line}"
-        raw_path = row.get("path", "")
-        if not raw_path:
-            skipped.append(SkippedItem(where, "empty path", "empty-path"))
-            continue
-        labels = _row_labels(row.get("label", ""), row.get("labels", ""))
-        if not labels:
-            skipped.append(SkippedItem(where, f"empty label for {raw_path}", "empty-label"))
-            continue
-        audio = Path(raw_path).expanduser()
-        if not audio.is_absolute():
-            audio = path.parent / audio
-        audio = Path(os.path.normpath(audio))
-        clip_id = row.get("clip_id") or _clip_id(audio)
-        group = row.get("group", "")
-        split = row.get("split", "").lower()
-        entries.append((str(audio), clip_id, labels[0], labels, group, split, where))
-
-    clips, more = _checked_clips(entries)
-    skipped.extend(more)
-    if not clips:
-        raise DatasetError(_no_clips_message(str(path), skipped))
-    return sorted(clips, key=lambda c: c.clip_id), skipped
-
-
-def read_manifest(path: str | os.PathLike) -> list[Clip]:
-    """Read and validate a ``manifest.csv``.
-
-    Parameters
-    ----------
-    path : path-like
-        A file written by :func:`write_manifest`.
-
-    Returns
-    -------
-    list of Clip
-        In file order.
-
-    Raises
-    ------
-    DatasetError
-        Missing file, missing columns, no rows, or a row with an empty or duplicate clip id, a
-        relative path, an empty label, a ``label`` not in ``labels`` or an unknown split (the
-        message names the file and line).
-    """
-    path = Path(path)
-    rows, columns = _read_rows(path)
-    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
-    if missing:
-        raise DatasetError(
-            f"{path}: not a genreflow manifest: missing column(s) {', '.join(missing)} "
-            f"(expected {','.join(MANIFEST_COLUMNS)})"
-        )
-    clips: list[Clip] = []
-    seen: set[str] = set()
-    for line, row in rows:
-        where = f"{path}:{line}"
-        clip_id, label, split = row["clip_id"], row["label"], row["split"]
-        labels = tuple(x.strip() for x in row["labels"].split(LABEL_SEPARATOR) if x.strip())
-        if not clip_id:
-            raise DatasetError(f"{where}: empty clip_id")
-        if clip_id in seen:
-            raise DatasetError(f"{where}: duplicate clip_id '{clip_id}'")
-        if not os.path.isabs(row["path"]):
-            raise DatasetError(f"{where}: path '{row['path']}' is not absolute")
-        if not label:
-            raise DatasetError(f"{where}: empty label for clip '{clip_id}'")
-        if label not in labels:
-            raise DatasetError(f"{where}: label '{label}' is not among labels '{row['labels']}'")
-        if split not in SPLITS:
-            raise DatasetError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
-        seen.add(clip_id)
-        clips.append(Clip(clip_id, row["path"], label, labels, row["group"], split))
-    if not clips:
-        raise DatasetError(f"{path}: the manifest has no clips")
-    return clips
-
-
-def write_manifest(
-    path: str | os.PathLike,
-    clips: Sequence[Clip],
-    *,
-    info: Mapping[str, Any],
-    skipped: Sequence[SkippedItem] = (),
-) -> Path:
-    """Write ``manifest.csv`` and its sidecar ``manifest.json``, both atomically.
-
-    Parameters
-    ----------
-    path : path-like
-        The CSV to write; must end in ``.csv``. The sidecar is the same name with ``.json``.
-    clips : sequence of Clip
-        Clips with a split each; written sorted by (split order, label, clip_id).
-    info : mapping
-        Extra sidecar fields (split method, seed, fractions, config hash, data root...).
-    skipped : sequence of SkippedItem
-        Everything left out, with reasons.
-
-    Returns
-    -------
-    Path
-        The sidecar's path.
-
-    Raises
-    ------
-    DatasetError
-        ``path`` does not end in ``.csv``, or a clip has no valid split.
-    """
-    from genreflow import __version__
-
-    path = Path(path)
-    if path.suffix.lower() != ".csv":
-        raise DatasetError(f"manifest {path}: the file name must end in .csv")
-    for clip in clips:
-        if clip.split not in SPLITS:
-            raise DatasetError(f"clip '{clip.clip_id}' has no valid split ('{clip.split}')")
-    order = {name: i for i, name in enumerate(SPLITS)}
-    ordered = sorted(clips, key=lambda c: (order[c.split], c.label, c.clip_id))
-    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
-        for c in ordered:
-            labels = LABEL_SEPARATOR.join(c.labels)
-            writer.writerow([c.clip_id, c.path, c.label, labels, c.group, c.split])
-
-    sidecar = path.with_suffix(".json")
-    record = dict(info)
-    record.update(
-        {
-            "manifest": str(path.resolve()),
-            "n_clips": len(clips),
-            "labels": sorted({c.label for c in clips}),
-            "counts": split_counts(clips),
-            "skipped": [s.as_dict() for s in skipped],
-            "n_skipped": len(skipped),
-            "genreflow_version": __version__,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-    )
-    write_json(sidecar, record)
-    return sidecar
 
 
 def split_counts(clips: Iterable[Clip]) -> dict[str, dict[str, int]]:
@@ -407,7 +222,8 @@ def format_counts(clips: Sequence[Clip]) -> str:
     return "\n".join(lines)
 
 
-def _clip_id(path: Path) -> str:
+def clip_id_of(path: Path) -> str:
+    """The clip id of an audio file that names none: its file stem."""
     return path.stem
 
 
@@ -429,7 +245,7 @@ def _walk_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return sorted(files), sorted(hidden)
 
 
-def _checked_clips(
+def checked_clips(
     entries: Iterable[tuple[str, str, str, tuple[str, ...], str, str, str]],
 ) -> tuple[list[Clip], list[SkippedItem]]:
     """Turn ``(path, clip_id, label, labels, group, split, where)`` entries into clips.
@@ -471,43 +287,8 @@ def _file_problem(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def _row_labels(label: str, labels: str) -> tuple[str, ...]:
-    """``label`` first, then the other ``labels``, without repeats; both may be ``;``-separated."""
-    out: list[str] = []
-    for name in [*label.split(LABEL_SEPARATOR), *labels.split(LABEL_SEPARATOR)]:
-        name = name.strip()
-        if name and name not in out:
-            out.append(name)
-    return tuple(out)
-
-
-def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[str]]:
-    """Rows of a CSV as ``(line number, {lower-cased column: stripped value})``, and the columns."""
-    if not path.exists():
-        raise DatasetError(f"{path}: file does not exist")
-    if not path.is_file():
-        raise DatasetError(f"{path}: not a regular file")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise DatasetError(f"{path}: the CSV is empty (no header)")
-            columns = [h.strip().lower() for h in header]
-            rows = []
-            for record in reader:
-                if not any(v.strip() for v in record):
-                    continue
-                values = dict(zip(columns, (v.strip() for v in record), strict=False))
-                rows.append((reader.line_num, {c: values.get(c, "") for c in columns}))
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{path}: not a readable UTF-8 CSV: {exc}") from None
-    return rows, columns
-
-
-def _no_clips_message(source: str, skipped: Sequence[SkippedItem]) -> str:
+def no_clips_message(source: str, skipped: Sequence[SkippedItem]) -> str:
+    """Why ``source`` gave no clip: no audio at all, or the first of what was skipped."""
     if not skipped:
         return f"{source}: no audio files found (expected {', '.join(AUDIO_EXTENSIONS)})"
     first = skipped[0]

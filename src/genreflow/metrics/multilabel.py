@@ -4,7 +4,7 @@ A multi-label model scores every label independently (sigmoid outputs); a clip g
 label whose probability reaches that label's threshold. The thresholds are tuned on the
 validation split, one per label, to maximise that label's F1 (:func:`tune_thresholds`).
 
-Conventions (the same as the single-label metrics in :mod:`genreflow.evaluation.evaluate`):
+Conventions (the same as the single-label metrics in :mod:`genreflow.metrics.single_label`):
 
 - ``y_true`` is a multi-hot matrix, shape ``(n_clips, n_labels)``, 1 where the clip has the
   label; ``y_pred`` the same for the predicted labels; ``scores`` are probabilities.

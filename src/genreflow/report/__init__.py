@@ -6,6 +6,6 @@ written ``summary.json`` into a few lines for a terminal.
 
 from genreflow.report.build import build_report
 from genreflow.report.scaling import fit_amdahl, scaling
-from genreflow.report.summary import summary_lines
+from genreflow.report.text import summary_lines
 
 __all__ = ["build_report", "fit_amdahl", "scaling", "summary_lines"]

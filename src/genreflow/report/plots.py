@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from genreflow.core.atomic import atomic_path
-from genreflow.report.collect import RANK_PHASES, STARTUP_PHASES
+from genreflow.report.records import RANK_PHASES, STARTUP_PHASES
 
 DPI = 110
 #: Colours of the per-rank phases in the load-balance bars (others get the default cycle).
@@ -178,7 +178,7 @@ def plot_thread_scaling(
 def plot_load_balance(*, entry: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Stacked per-rank seconds of one spectrogram run, one segment per phase.
 
-    Phases are drawn in pipeline order (:data:`~genreflow.report.collect.RANK_PHASES`, then any
+    Phases are drawn in pipeline order (:data:`~genreflow.report.records.RANK_PHASES`, then any
     others); ``other`` is what ``total`` has beyond the named phases.
     """
     ranks = entry["per_rank"]

@@ -1,8 +1,9 @@
-"""The report's numbers as one JSON-able dict (``summary.json``), and a few lines of it as text.
+"""The report's numbers as one JSON-able dict (``summary.json``).
 
 ``build_summary`` groups the runs into sweeps, computes speed-ups, efficiencies, Amdahl fits,
 load balance and model quality; the Markdown/HTML report, the plots' annotations and
-``summary_lines`` (printed by ``make demo``) all read this one dict, so they cannot disagree.
+:func:`~genreflow.report.text.summary_lines` (printed by ``make demo``) all read this one dict,
+so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
+
+from genreflow.report.summary_entries import (
+    benchmark_entry,
+    curves_entry,
+    load_balance_entry,
+    quality_entry,
+)
+from genreflow.report.text import plural
 
 #: The descended project's published figures: quoted for context, never measured here.
 REFERENCE = {
@@ -40,19 +49,13 @@ REFERENCE = {
     "dataset": "GTZAN",
 }
 
-STAGE_TITLES = {
-    "spectrograms": "spectrograms",
-    "train": "training",
-    "train_workers": "training (data-parallel workers)",
-}
-
 
 def build_summary(collected, *, environment: Mapping[str, Any] | None = None) -> dict:
     """All the report's numbers, from what :func:`~genreflow.report.collect.collect` read.
 
     Parameters
     ----------
-    collected : genreflow.report.collect.Collected
+    collected : genreflow.report.records.Collected
     environment : mapping, optional
         From :func:`~genreflow.report.environment.collect_environment`.
 
@@ -93,18 +96,20 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
     if not collected.train:
         notes["train"].append("no training timings found (no timings.json with stage 'train')")
 
-    load_balance = [_load_balance(collected, run) for run in collected.spectrograms if run.ranks]
+    load_balance = [
+        load_balance_entry(collected, run) for run in collected.spectrograms if run.ranks
+    ]
     if not load_balance:
         notes["load_balance"].append(
             "no per-rank timings found (spectrogram timings.json without ranks[])"
         )
-    curves = [_curves(collected, h) for h in collected.histories]
+    curves = [curves_entry(collected, h) for h in collected.histories]
     if not curves:
         notes["training_curves"].append("no training history found (no history.json)")
-    quality = [_quality(collected, m) for m in collected.metrics]
+    quality = [quality_entry(collected, m) for m in collected.metrics]
     if not quality:
         notes["quality"].append("no evaluation metrics found (no metrics.json)")
-    benchmarks = [_benchmark(collected, b) for b in collected.benchmarks]
+    benchmarks = [benchmark_entry(collected, b) for b in collected.benchmarks]
     if not benchmarks:
         notes["benchmarks"].append("no Snakemake benchmark files found")
     return {
@@ -152,16 +157,12 @@ def _cores(runs: Sequence) -> tuple[int | None, str | None]:
     return known.most_common(1)[0][0] if known else (None, None)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _hosts_text(hosts: Iterable[str]) -> str:
     unique = sorted(set(hosts))
     if not unique:
         return "host unknown"
     shown = ", ".join(unique[:3]) + (f", +{len(unique) - 3}" if len(unique) > 3 else "")
-    return f"{_plural(len(unique), 'node')} ({shown})"
+    return f"{plural(len(unique), 'node')} ({shown})"
 
 
 def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
@@ -184,8 +185,8 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
                 "startup_seconds": statistics.median(r.startup_seconds for r in at),
                 "hosts": sorted(set(hosts)),
                 "config": (
-                    f"{_plural(p.count, 'rank')}"
-                    + (f" x {_plural(min(threads), 'thread')}" if len(threads) == 1 else "")
+                    f"{plural(p.count, 'rank')}"
+                    + (f" x {plural(min(threads), 'thread')}" if len(threads) == 1 else "")
                     + f", {_hosts_text(hosts)}"
                 ),
                 "runs_paths": [collected.relative(r.path) for r in at],
@@ -194,10 +195,10 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     first = runs[0]
     task = "log-mel spectrograms"
     if first.files is not None:
-        task += f" of {_plural(first.files, 'clip')}"
+        task += f" of {plural(first.files, 'clip')}"
     if first.segments is not None:
-        task += f" ({_plural(first.segments, 'segment')})"
-    entry = _sweep_entry(
+        task += f" ({plural(first.segments, 'segment')})"
+    return _sweep_entry(
         stage="spectrograms",
         axis="ranks",
         metric="compute seconds = wall - startup (median over repeats)",
@@ -207,9 +208,8 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         points=points,
         cores=cores,
         cores_source=cores_source,
+        notes=notes,
     )
-    _sweep_notes(entry, notes, unit="ranks")
-    return entry
 
 
 def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
@@ -234,7 +234,7 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
                 "epochs": sum(len(r.epochs) for r in at),
                 "hosts": sorted(set(hosts)),
                 "config": (
-                    f"{_plural(p.count, 'intra-op thread')}"
+                    f"{plural(p.count, 'intra-op thread')}"
                     + (f" + {min(inter)} inter-op" if len(inter) == 1 else "")
                     + (f", {'/'.join(sorted(devices))}" if devices else "")
                     + f", {_hosts_text(hosts)}"
@@ -244,7 +244,7 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         )
     samples = runs[0].samples_per_epoch
     task = "one training epoch" + (f" ({samples} samples)" if samples else "")
-    entry = _sweep_entry(
+    return _sweep_entry(
         stage="train",
         axis="threads",
         metric="seconds per epoch (median over the epochs after the first, then over repeats)",
@@ -254,9 +254,8 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         points=points,
         cores=cores,
         cores_source=cores_source,
+        notes=notes,
     )
-    _sweep_notes(entry, notes, unit="threads")
-    return entry
 
 
 def _workers_sweep(collected, runs: Sequence, single: Sequence, notes: list[str]) -> dict:
@@ -287,26 +286,25 @@ def _workers_sweep(collected, runs: Sequence, single: Sequence, notes: list[str]
                 "allreduce_fraction": statistics.median(shares) if shares else None,
                 "epochs": sum(len(r.epochs) for r in at),
                 "hosts": sorted(set(hosts)),
-                "config": f"{_plural(p.count, 'worker')} x "
+                "config": f"{plural(p.count, 'worker')} x "
                 f"{'/'.join(str(t) for t in sorted({r.intra_op for r in at}))} thread(s)"
                 + f", {_hosts_text(hosts)}",
                 "runs_paths": [collected.relative(r.path) for r in at],
             }
         )
-    entry = _sweep_entry(
+    return _sweep_entry(
         stage="train_workers",
         axis="workers",
         metric="seconds per training sample (1 / samples per second of the epochs after the "
         "first; all workers together)",
         group=_common_folder(collected, every),
-        task="training, " + _plural(min(threads), "thread") + " per worker",
+        task="training, " + plural(min(threads), "thread") + " per worker",
         result=result,
         points=points,
         cores=cores,
         cores_source=cores_source,
+        notes=notes,
     )
-    _sweep_notes(entry, notes, unit="workers")
-    return entry
 
 
 def _point_dict(p) -> dict:
@@ -321,10 +319,13 @@ def _point_dict(p) -> dict:
     }
 
 
-def _sweep_entry(*, stage, axis, metric, group, task, result, points, cores, cores_source) -> dict:
+def _sweep_entry(
+    *, stage, axis, metric, group, task, result, points, cores, cores_source, notes: list[str]
+) -> dict:
+    """One sweep's summary entry; its caveats are added to ``notes`` (the axis names the unit)."""
     base = next(p for p in points if p["count"] == result.baseline.count)
     best = next(p for p in points if p["count"] == result.best.count)
-    return {
+    entry = {
         "stage": stage,
         "axis": axis,
         "metric": metric,
@@ -341,6 +342,8 @@ def _sweep_entry(*, stage, axis, metric, group, task, result, points, cores, cor
         "fit": result.fit.as_dict(),
         "fit_curve": {"intercept": result.fit.intercept, "slope": result.fit.slope},
     }
+    _sweep_notes(entry, notes, unit=axis)
+    return entry
 
 
 def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:
@@ -368,199 +371,3 @@ def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:
                 f"physical cores ({entry['cores_source']}): those {unit} share cores, so "
                 "compare them by efficiency per core"
             )
-
-
-def _load_balance(collected, run) -> dict:
-    totals = [r.total for r in run.ranks]
-    works = [r.work for r in run.ranks]
-    mean_total = statistics.fmean(totals) if totals else 0.0
-    mean_work = statistics.fmean(works) if works else 0.0
-    slowest = max(run.ranks, key=lambda r: r.total)
-    return {
-        "path": collected.relative(run.path),
-        "n_ranks": run.n_ranks,
-        "ranks_recorded": len(run.ranks),
-        "imbalance": max(totals) / mean_total if mean_total > 0 else None,
-        "work_imbalance": max(works) / mean_work if mean_work > 0 else None,
-        "slowest_rank": slowest.rank,
-        "slowest_seconds": slowest.total,
-        "mean_seconds": mean_total,
-        "per_rank": [
-            {
-                "rank": r.rank,
-                "host": r.host,
-                "files": r.files,
-                "segments": r.segments,
-                "seconds": dict(r.seconds),
-            }
-            for r in run.ranks
-        ],
-    }
-
-
-def _curves(collected, history) -> dict:
-    final = {k: v[-1] for k, v in history.curves.items() if v}
-    best = {}
-    if "val_accuracy" in history.curves:
-        values = history.curves["val_accuracy"]
-        best["val_accuracy"] = max(values)
-        best["val_accuracy_epoch"] = values.index(max(values)) + 1
-    if "val_loss" in history.curves:
-        values = history.curves["val_loss"]
-        best["val_loss"] = min(values)
-        best["val_loss_epoch"] = values.index(min(values)) + 1
-    return {
-        "path": collected.relative(history.path),
-        "epochs": history.n_epochs,
-        "final": final,
-        "best": best,
-    }
-
-
-def _quality(collected, metrics) -> dict:
-    return {
-        "path": collected.relative(metrics.path),
-        "clip_accuracy": metrics.clip_accuracy,
-        "segment_accuracy": metrics.segment_accuracy,
-        "macro_f1": metrics.macro_f1,
-        "baseline": dict(metrics.baseline),
-        "baseline_method": metrics.baseline_method,
-        "classical": dict(metrics.classical),
-        "ensemble": dict(metrics.ensemble),
-        "verdict": metrics.verdict,
-        "labels": list(metrics.labels) if metrics.labels else None,
-        "per_class": {k: dict(v) for k, v in metrics.per_class.items()},
-        "has_confusion": metrics.confusion is not None,
-        "multilabel": metrics.multilabel,
-        "micro_f1": metrics.micro_f1,
-        "mAP": metrics.mean_ap,
-        "subset_accuracy": metrics.subset_accuracy,
-    }
-
-
-def _benchmark(collected, bench) -> dict:
-    return {
-        "path": collected.relative(bench.path),
-        "rule": bench.rule,
-        "count_kind": bench.count_kind,
-        "count": bench.count,
-        "repeats": len(bench.rows),
-        "seconds": bench.median("s"),
-        "max_rss_mb": bench.median("max_rss"),
-        "cpu_seconds": bench.median("cpu_time"),
-        "mean_load": bench.median("mean_load"),
-    }
-
-
-# ---- formatting shared by the text outputs ------------------------------------------------
-
-
-def format_seconds(seconds: float | None) -> str:
-    """``12.3 s`` with precision that suits the magnitude; ``n/a`` for None."""
-    if seconds is None:
-        return "n/a"
-    if seconds >= 100:
-        return f"{seconds:.0f} s"
-    if seconds >= 10:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.2f} s"
-
-
-def format_percent(fraction: float | None) -> str:
-    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
-
-
-def format_speedup(speedup: float | None) -> str:
-    return "n/a" if speedup is None else f"{speedup:.2f}x"
-
-
-def format_score(value: float | None) -> str:
-    """A 0..1 score with three decimals; ``n/a`` for None."""
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def multilabel_quality_text(q: Mapping[str, Any]) -> str:
-    """``multi-label test micro-F1 .., macro-F1 .., mAP .. (label-prior baseline: ...)``."""
-    text = (
-        f"multi-label test micro-F1 {format_score(q.get('micro_f1'))}, "
-        f"macro-F1 {format_score(q.get('macro_f1'))}, mAP {format_score(q.get('mAP'))}"
-    )
-    base = q.get("baseline") or {}
-    if base.get("mAP") is not None:
-        text += (
-            f" (label-prior baseline: micro-F1 {format_score(base.get('micro_f1'))}, "
-            f"macro-F1 {format_score(base.get('macro_f1'))}, mAP {format_score(base['mAP'])})"
-        )
-    return text
-
-
-def format_fraction_fit(fit: Mapping[str, Any]) -> str:
-    """``f = 0.081 ± 0.012`` (or the reason there is no value)."""
-    f = fit.get("serial_fraction")
-    if f is None:
-        return "no fit"
-    se = fit.get("serial_fraction_se")
-    return f"f = {f:.3f} ± {se:.3f}" if se is not None else f"f = {f:.3f} (no uncertainty)"
-
-
-def summary_lines(summary: Mapping[str, Any]) -> list[str]:
-    """A few lines for a terminal: model quality, each sweep's speed-up, the report's notes.
-
-    Parameters
-    ----------
-    summary : mapping
-        The dict of :func:`build_summary` (as read back from ``summary.json``).
-
-    Returns
-    -------
-    list of str
-    """
-    lines = []
-    for q in summary.get("quality", []):
-        if q.get("multilabel"):
-            lines.append(f"model ({q['path']}): {multilabel_quality_text(q)}")
-            continue
-        text = f"model ({q['path']}): test clip accuracy {format_percent(q.get('clip_accuracy'))}"
-        if q.get("macro_f1") is not None:
-            text += f", macro-F1 {q['macro_f1']:.3f}"
-        base = q.get("baseline") or {}
-        if base.get("clip_accuracy") is not None:
-            text += f" (nearest-centroid baseline {format_percent(base['clip_accuracy'])})"
-        lines.append(text)
-        for name, key in (("MFCC + SVM baseline", "classical"), ("CNN + SVM ensemble", "ensemble")):
-            row = q.get(key) or {}
-            if row.get("clip_accuracy") is not None:
-                lines.append(
-                    f"  {name}: clip accuracy {format_percent(row['clip_accuracy'])}"
-                    f", macro-F1 {format_score(row.get('macro_f1'))}"
-                )
-        if q.get("verdict"):
-            lines.append(f"  {q['verdict']}")
-    for stage in summary.get("stages", []):
-        unit = stage["axis"][:-1]
-        base, best = stage["baseline"], stage["best"]
-        title = STAGE_TITLES.get(stage["stage"], stage["stage"])
-        if best["count"] == base["count"] and len(stage["points"]) > 1:
-            last = stage["points"][-1]
-            text = (
-                f"{title}: fastest at {_plural(base['count'], unit)} "
-                f"({format_seconds(base['seconds'])}); {_plural(last['count'], unit)}: "
-                f"{format_speedup(last['speedup'])}"
-            )
-        else:
-            text = (
-                f"{title}: {_plural(base['count'], unit)} {format_seconds(base['seconds'])} -> "
-                f"{_plural(best['count'], unit)} {format_seconds(best['seconds'])}, "
-                f"{format_speedup(stage['speedup'])}, "
-                f"efficiency {format_percent(stage['efficiency'])}"
-            )
-        if stage["fit"].get("serial_fraction") is not None:
-            text += f", Amdahl {format_fraction_fit(stage['fit'])}"
-        text += f" [{stage['task']}]"
-        lines.append(text)
-    if not summary.get("stages"):
-        lines.append("no stage timings found: no speed-ups to report")
-    notes = [n for section in summary.get("notes", {}).values() for n in section]
-    if notes:
-        lines.append(f"{_plural(len(notes), 'note')} in the report, e.g. {notes[0]}")
-    return lines

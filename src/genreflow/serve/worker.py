@@ -69,7 +69,7 @@ class InferenceWorker:
 
         Returns
         -------
-        genreflow.prediction.predictor.Prediction
+        genreflow.prediction.records.Prediction
             With ``source`` set to the client's file name and ``seconds["queue"]`` the time
             spent waiting for a preparing thread and for the model.
 

@@ -18,10 +18,12 @@ Nothing here imports TensorFlow at module level (the CLI and the launcher import
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from genreflow.core.errors import ConfigError
@@ -34,7 +36,9 @@ __all__ = [
     "detect_workers",
     "gather_rows",
     "patch_keras_for_multi_worker",
+    "lost_worker_message",
     "slurm_port_base",
+    "worker_batch",
 ]
 
 #: Ports of a SLURM job's workers start here plus an offset from the job id (see slurm_port_base).
@@ -340,3 +344,41 @@ def describe_group(group: WorkerGroup) -> dict[str, Any]:
         "source": group.source,
         "addresses": list(group.addresses),
     }
+
+
+# --------------------------------------------------------------------------- batch and failures
+
+
+def worker_batch(tcfg: Mapping[str, Any], *, workers: int) -> dict[str, Any]:
+    """Per-worker and global batch and the learning rate for ``workers`` data-parallel workers.
+
+    ``train.worker_batch``: ``per_worker`` (each worker takes ``batch_size``) or ``split``
+    (``batch_size`` is the global batch). ``train.learning_rate_scaling`` (``sqrt``,
+    ``linear``, ``none``) scales ``learning_rate`` by global batch / ``batch_size``.
+    """
+    size = int(tcfg["batch_size"])
+    per_worker = max(1, size // workers) if tcfg["worker_batch"] == "split" else size
+    total = per_worker * workers
+    factor = {"sqrt": math.sqrt, "linear": float, "none": lambda _: 1.0}[
+        tcfg["learning_rate_scaling"]
+    ](total / size)
+    return {
+        "per_worker": per_worker,
+        "global": total,
+        "learning_rate": float(tcfg["learning_rate"]) * factor,
+    }
+
+
+def lost_worker_message(exc: Exception, *, state: Mapping[str, Any], checkpoint_dir: Path) -> str:
+    """One clear line for a collective that failed because another worker went away."""
+    first = str(getattr(exc, "message", exc)).strip().splitlines()
+    reason = next((line for line in first if "unhealthy" in line or "heartbeat" in line), None)
+    reason = reason or (first[0] if first else type(exc).__name__)
+    done = int(state.get("epochs_done", 0))
+    where = (
+        f"the chief's checkpoint after epoch {done} in {checkpoint_dir} is kept: "
+        "start all workers again to resume from it"
+        if done
+        else "no epoch was completed: start all workers again"
+    )
+    return f"lost contact with another worker ({reason.rstrip('.:')}); {where}"

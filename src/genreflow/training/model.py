@@ -13,7 +13,8 @@ and can score longer windows. Design choices measured on 2 CPU cores (see the pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 #: Filters of the convolution blocks; each block halves both axes.
 DEFAULT_FILTERS = (16, 32, 48, 64)
@@ -91,3 +92,82 @@ def build_model(
         name="genre",
     )(x)
     return keras.Model(inputs, outputs, name="genre_cnn")
+
+
+def compile_model(
+    tcfg: Mapping[str, Any],
+    *,
+    n_mels: int,
+    n_labels: int,
+    multilabel: bool,
+    steps_per_epoch: int,
+    learning_rate: float,
+    epochs: int,
+    scope,
+):
+    """Build the CNN of ``train.model`` in ``scope`` and compile it with its schedule and loss.
+
+    Parameters
+    ----------
+    tcfg : mapping
+        The ``train`` configuration section.
+    n_mels, n_labels, multilabel
+        As for :func:`build_model`.
+    steps_per_epoch : int
+        Optimizer steps per epoch of one worker.
+    learning_rate : float
+        Peak learning rate (scaled for the global batch).
+    epochs : int
+        Epochs this run asks for; the schedule spans at least ``train.epochs``.
+    scope : context manager
+        The distribution strategy's scope (or a null context): where the model's and the
+        optimizer's variables are created.
+
+    Returns
+    -------
+    keras.Model
+    """
+    import keras
+
+    # Cosine decay over the configured epochs (or more, when --epochs asks for more): large
+    # steps early, small ones at the end, where the validation loss otherwise jumps around.
+    # The schedule is part of the optimizer, so a resumed run keeps the one it started with.
+    # A linear warm-up first (train.warmup_epochs): BatchNorm statistics and Adam's moment
+    # estimates settle before the largest steps.
+    warmup_steps = int(tcfg["warmup_epochs"]) * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup_steps else learning_rate,
+        decay_steps=max(1, max(epochs, int(tcfg["epochs"])) * steps_per_epoch - warmup_steps),
+        alpha=0.05,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+    if multilabel:
+        # Independent labels: a sigmoid per label. "accuracy" is per (segment, label) at 0.5,
+        # so history keys stay the same; the PR-AUC does not depend on a threshold.
+        loss = keras.losses.BinaryCrossentropy()
+        metrics = [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(curve="PR", name="pr_auc"),
+        ]
+    else:
+        # One-hot targets, so that label smoothing and mixup can soften them.
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=float(tcfg["label_smoothing"]))
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    mcfg = tcfg["model"]
+    with scope:
+        model = build_model(
+            n_mels=n_mels,
+            n_labels=n_labels,
+            multilabel=multilabel,
+            filters=mcfg["filters"],
+            pooling=mcfg["pooling"],
+            dropout=float(mcfg["dropout"]),
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=schedule),
+            loss=loss,
+            metrics=metrics,
+            jit_compile=bool(tcfg["jit_compile"]),
+        )
+    return model

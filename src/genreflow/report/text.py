@@ -1,0 +1,133 @@
+"""Turn the report's numbers into short text: formatted figures and the terminal summary.
+
+The Markdown/HTML document and ``genreflow report``'s terminal lines (``summary_lines``, printed
+by ``make demo``) share these formatters, so a figure reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: Display titles of the summary's ``stages[].stage`` values.
+STAGE_TITLES = {
+    "spectrograms": "spectrograms",
+    "train": "training",
+    "train_workers": "training (data-parallel workers)",
+}
+
+
+def plural(n: int, word: str) -> str:
+    """``1 rank``, ``4 ranks``: ``n`` with ``word``, plural when ``n`` is not 1."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``12.3 s`` with precision that suits the magnitude; ``n/a`` for None."""
+    if seconds is None:
+        return "n/a"
+    if seconds >= 100:
+        return f"{seconds:.0f} s"
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.2f} s"
+
+
+def format_percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def format_speedup(speedup: float | None) -> str:
+    return "n/a" if speedup is None else f"{speedup:.2f}x"
+
+
+def format_score(value: float | None) -> str:
+    """A 0..1 score with three decimals; ``n/a`` for None."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def multilabel_quality_text(q: Mapping[str, Any]) -> str:
+    """``multi-label test micro-F1 .., macro-F1 .., mAP .. (label-prior baseline: ...)``."""
+    text = (
+        f"multi-label test micro-F1 {format_score(q.get('micro_f1'))}, "
+        f"macro-F1 {format_score(q.get('macro_f1'))}, mAP {format_score(q.get('mAP'))}"
+    )
+    base = q.get("baseline") or {}
+    if base.get("mAP") is not None:
+        text += (
+            f" (label-prior baseline: micro-F1 {format_score(base.get('micro_f1'))}, "
+            f"macro-F1 {format_score(base.get('macro_f1'))}, mAP {format_score(base['mAP'])})"
+        )
+    return text
+
+
+def format_fraction_fit(fit: Mapping[str, Any]) -> str:
+    """``f = 0.081 ± 0.012`` (or the reason there is no value)."""
+    f = fit.get("serial_fraction")
+    if f is None:
+        return "no fit"
+    se = fit.get("serial_fraction_se")
+    return f"f = {f:.3f} ± {se:.3f}" if se is not None else f"f = {f:.3f} (no uncertainty)"
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """A few lines for a terminal: model quality, each sweep's speed-up, the report's notes.
+
+    Parameters
+    ----------
+    summary : mapping
+        The dict of :func:`~genreflow.report.summary.build_summary` (as read back from ``summary.json``).
+
+    Returns
+    -------
+    list of str
+    """
+    lines = []
+    for q in summary.get("quality", []):
+        if q.get("multilabel"):
+            lines.append(f"model ({q['path']}): {multilabel_quality_text(q)}")
+            continue
+        text = f"model ({q['path']}): test clip accuracy {format_percent(q.get('clip_accuracy'))}"
+        if q.get("macro_f1") is not None:
+            text += f", macro-F1 {q['macro_f1']:.3f}"
+        base = q.get("baseline") or {}
+        if base.get("clip_accuracy") is not None:
+            text += f" (nearest-centroid baseline {format_percent(base['clip_accuracy'])})"
+        lines.append(text)
+        for name, key in (("MFCC + SVM baseline", "classical"), ("CNN + SVM ensemble", "ensemble")):
+            row = q.get(key) or {}
+            if row.get("clip_accuracy") is not None:
+                lines.append(
+                    f"  {name}: clip accuracy {format_percent(row['clip_accuracy'])}"
+                    f", macro-F1 {format_score(row.get('macro_f1'))}"
+                )
+        if q.get("verdict"):
+            lines.append(f"  {q['verdict']}")
+    for stage in summary.get("stages", []):
+        unit = stage["axis"][:-1]
+        base, best = stage["baseline"], stage["best"]
+        title = STAGE_TITLES.get(stage["stage"], stage["stage"])
+        if best["count"] == base["count"] and len(stage["points"]) > 1:
+            last = stage["points"][-1]
+            text = (
+                f"{title}: fastest at {plural(base['count'], unit)} "
+                f"({format_seconds(base['seconds'])}); {plural(last['count'], unit)}: "
+                f"{format_speedup(last['speedup'])}"
+            )
+        else:
+            text = (
+                f"{title}: {plural(base['count'], unit)} {format_seconds(base['seconds'])} -> "
+                f"{plural(best['count'], unit)} {format_seconds(best['seconds'])}, "
+                f"{format_speedup(stage['speedup'])}, "
+                f"efficiency {format_percent(stage['efficiency'])}"
+            )
+        if stage["fit"].get("serial_fraction") is not None:
+            text += f", Amdahl {format_fraction_fit(stage['fit'])}"
+        text += f" [{stage['task']}]"
+        lines.append(text)
+    if not summary.get("stages"):
+        lines.append("no stage timings found: no speed-ups to report")
+    notes = [n for section in summary.get("notes", {}).values() for n in section]
+    if notes:
+        lines.append(f"{plural(len(notes), 'note')} in the report, e.g. {notes[0]}")
+    return lines
