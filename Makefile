@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 EXTRAS ?= cpu,serve,dev
 CORES ?= 2
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.genreflow-installed
 
@@ -27,8 +28,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --cores $(CORES)
 
+# Two pytest-xdist workers: many tests wait on subprocesses (MPI ranks, Snakemake, SLURM jobs);
+# tests/conftest.py keeps each module's fixtures on one worker and the SLURM tests on one.
+# TEST_WORKERS=0 runs everything in this process.
 test: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts benchmarks

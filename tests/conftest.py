@@ -29,3 +29,35 @@ def tone_model(tone_features, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("demo-model"))
+
+
+#: Modules whose tests are independent end-to-end runs with no shared fixture: spread one test
+#: at a time over the xdist workers. Every other module goes to one worker as a whole, so its
+#: module-scoped fixtures (trained models, feature sets) are built once.
+_SPREAD_MODULES = {"test_workflow"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group tests for pytest-xdist's ``--dist loadgroup`` (``make test``) and start long ones first.
+
+    SLURM tests run one after another on one worker: the local cluster is one node, and the
+    jobs of two tests at once would queue behind each other and blur what each test checks
+    (time limits, pending reasons). Modules with slow tests are started first, so that no
+    worker is left with a long one at the end while the other idles.
+    """
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif module not in _SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
+    # The spread modules' slow tests first (the longest end-to-end runs), then modules with slow
+    # tests; a module's tests stay contiguous (pytest rebuilds module fixtures otherwise).
+    slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
+
+    def order(item) -> tuple[bool, bool, bool]:
+        spread = item.module.__name__.rsplit(".", 1)[-1] in _SPREAD_MODULES
+        slow = item.get_closest_marker("slow") is not None
+        return not (spread and slow), item.module not in slow_modules, spread
+
+    items.sort(key=order)
