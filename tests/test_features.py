@@ -73,6 +73,8 @@ def test_float32_fft_error_is_confined_to_bands_far_below_the_frame_peak():
     assert error.max() < 0.25
 
 
+# librosa (the reference side) warns that a shorter signal than n_fft is padded: expected here.
+@pytest.mark.filterwarnings("ignore:n_fft=2048 is too large for input signal:UserWarning")
 @pytest.mark.parametrize("n_samples", [1, 100, 2047, 2048, 4095, 4096, 5000, 22050, 22051])
 def test_logmel_frames_at_the_edges_of_any_length_match_librosa(n_samples):
     # Frames that reach past either end come from small padded copies, the rest are read in

@@ -24,7 +24,8 @@ from demo_model import model_labels, write_clip
 from genreflow.cli import main
 from genreflow.core.errors import AudioError
 from genreflow.prediction.pcm import ByteSource, StreamResampler, open_pcm, stream_samples
-from genreflow.prediction.stream import SlidingWindow, StreamClassifier
+from genreflow.prediction.stream import StreamClassifier
+from genreflow.prediction.windows import SlidingWindow
 
 SR = 22050
 SEGMENT_SECONDS = 3.0  # the tiny model's audio.segment_seconds (the default)
