@@ -37,6 +37,11 @@ def demo_model(tmp_path_factory) -> Path:
 _SPREAD_MODULES = {"test_workflow"}
 
 
+def _spread(item) -> bool:
+    """Whether ``item``'s module is one of :data:`_SPREAD_MODULES`."""
+    return item.module.__name__.rsplit(".", 1)[-1] in _SPREAD_MODULES
+
+
 def pytest_collection_modifyitems(config, items):
     """Group tests for pytest-xdist's ``--dist loadgroup`` (``make test``) and start long ones first.
 
@@ -46,18 +51,16 @@ def pytest_collection_modifyitems(config, items):
     worker is left with a long one at the end while the other idles.
     """
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
         if item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
-        elif module not in _SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
+        elif not _spread(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__.rsplit(".", 1)[-1]))
     # The spread modules' slow tests first (the longest end-to-end runs), then modules with slow
     # tests; a module's tests stay contiguous (pytest rebuilds module fixtures otherwise).
     slow_modules = {item.module for item in items if item.get_closest_marker("slow")}
 
     def order(item) -> tuple[bool, bool, bool]:
-        spread = item.module.__name__.rsplit(".", 1)[-1] in _SPREAD_MODULES
         slow = item.get_closest_marker("slow") is not None
-        return not (spread and slow), item.module not in slow_modules, spread
+        return not (_spread(item) and slow), item.module not in slow_modules, _spread(item)
 
     items.sort(key=order)
