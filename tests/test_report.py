@@ -50,7 +50,7 @@ def genreflow_cmd(*args: str, ranks: int | None = None, settings: bool = True) -
 
 
 def run_together(*cmds: list[str]) -> None:
-    """Run commands side by side (the tiny runs are short; only their logs matter here)."""
+    """Run commands side by side (runs that overlap are left out of the report's sweeps)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -59,6 +59,12 @@ def run_together(*cmds: list[str]) -> None:
     for cmd, proc in zip(cmds, procs, strict=True):
         output, _ = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-3000:]}"
+
+
+def run_in_turn(*cmds: list[str]) -> None:
+    """Run commands one after the other, as timing runs must be."""
+    for cmd in cmds:
+        run_together(cmd)
 
 
 def make_clips(folder: Path) -> Path:
@@ -90,7 +96,7 @@ def real_results(tmp_path_factory):
     manifest = make_clips(root / "audio")
     results = root / "results"
     features = results / "tiny" / "features" / "fh"
-    run_together(
+    run_in_turn(
         genreflow_cmd(
             "spectrograms", "--manifest", str(manifest), "--out", str(features / "ranks1")
         ),
@@ -101,7 +107,7 @@ def real_results(tmp_path_factory):
     stages = {"spectrograms"}
     if stage_available("train"):
         models = results / "tiny" / "models" / "fh-th"
-        run_together(
+        run_in_turn(
             *(
                 genreflow_cmd(
                     "train",
@@ -113,6 +119,7 @@ def real_results(tmp_path_factory):
                     str(n),
                     "--epochs",
                     "1",
+                    "--sweep-point",
                 )
                 for n in (1, 2)
             )
@@ -149,8 +156,9 @@ def real_report(real_results, tmp_path_factory):
 def logged_times(results: Path, stage: str) -> dict[int, list[float]]:
     """``{workers: [seconds, ...]}`` straight from the timings.json files of one stage.
 
-    Spectrograms: wall minus startup. Training: median epoch seconds over the epochs after
-    a run's first (all of them when there is only one).
+    Spectrograms: the work seconds (scatter to the last shard). Training: median seconds of
+    the epochs' training steps over the epochs after a run's first (all of them when there is
+    only one).
     """
     times: dict[int, list[float]] = {}
     for path in results.rglob("timings.json"):
@@ -161,13 +169,17 @@ def logged_times(results: Path, stage: str) -> dict[int, list[float]]:
         if data.get("stage") != stage or data.get("resumed_clips"):
             continue  # resumed runs: the report leaves them out, with a note
         if stage == "spectrograms":
-            times.setdefault(data["n_ranks"], []).append(
-                data["wall_seconds"] - data["startup_seconds"]
+            # Records with a start time give the work window; older ones wall minus start-up.
+            work = (
+                data["work_seconds"]
+                if "start_time" in data
+                else data["wall_seconds"] - data["startup_seconds"]
             )
+            times.setdefault(data["n_ranks"], []).append(work)
         else:
             epochs = [e for e in data["epochs"] if not e.get("warmup")] or data["epochs"]
             times.setdefault(data["threads"]["intra_op"], []).append(
-                statistics.median(e["seconds"] for e in epochs)
+                statistics.median(e["train_seconds"] for e in epochs)
             )
     return times
 
@@ -271,7 +283,10 @@ def test_fit_needs_two_distinct_counts():
 
 def test_fit_flags_slowdown():
     fit = fit_amdahl(counts=[1, 2, 4], times=[10.0, 11.0, 12.0])
-    assert fit.serial_fraction > 1 and "slower" in fit.note
+    assert not fit.ok and fit.serial_fraction is None and fit.intercept is None
+    assert "slower" in fit.note and "overhead dominates" in fit.note
+    faster = fit_amdahl(counts=[1, 2, 4], times=[10.0, 4.0, 1.5])  # super-linear
+    assert not faster.ok and "super-linear" in faster.note
 
 
 def test_scaling_efficiency_per_core_and_oversubscription():
@@ -287,7 +302,9 @@ def test_scaling_efficiency_per_core_and_oversubscription():
     assert four.efficiency == pytest.approx(four.speedup / 4)
     assert four.core_efficiency == pytest.approx(four.speedup / 2)  # only 2 cores to use
     assert result.best.count == 4 and result.baseline.count == 1
-    assert result.fit.n_points == 4  # the fit uses every run, not the medians
+    # The fit uses every run, not the medians, but only where each worker had a core.
+    assert result.fit.n_points == 2
+    assert scaling(counts=counts, times=times).fit.n_points == 4  # cores unknown: every run
 
 
 # ---- a report through timing files ---------------------------------------------------------
@@ -400,6 +417,102 @@ def test_report_recovers_serial_fraction_and_notes_missing_stages(tmp_path, caps
     lines = summary_lines(summary)
     assert any(line.startswith("spectrograms: 1 rank") for line in lines)
     assert lines[0] in printed
+
+
+def _edit_timings(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_runs_that_overlapped_on_a_host_are_named_and_left_out(tmp_path):
+    results = tmp_path / "results"
+    write_sweep(results, f=0.1, t1=100.0, counts=[1, 2, 4], cores=4, seed=2)
+    folder = results / "demo" / "features" / "feedc0de"
+    spans = {1: (1000.0, 1100.0), 2: (2000.0, 2060.0), 4: (2050.0, 2090.0)}  # 2 and 4 overlap
+    for n, (start, end) in spans.items():
+        _edit_timings(folder / f"ranks{n}" / "timings.json", start_time=start, end_time=end)
+    summary = build_report(results=results, out=tmp_path / "report")
+    (entry,) = summary["stages"]
+    assert [p["count"] for p in entry["points"]] == [1]
+    notes = " ".join(summary["notes"]["spectrograms"])
+    assert "ranks2/timings.json ran at the same time as" in notes and "ranks4" in notes
+    assert "node01" in notes and "left out" in notes
+
+    # Runs on different hosts share no cores: both stay.
+    _edit_timings(folder / "ranks4" / "timings.json", hosts=["node02"])
+    summary = build_report(results=results, out=tmp_path / "report2")
+    (entry,) = summary["stages"]
+    assert [p["count"] for p in entry["points"]] == [1, 2, 4]
+    assert not any("same time" in n for n in summary["notes"]["spectrograms"])
+
+
+def test_slower_with_more_ranks_says_overhead_dominates_and_gives_the_break_even(tmp_path):
+    results = tmp_path / "results"
+    write_sweep(results, f=0.1, t1=10.0, counts=[1, 2], cores=2, seed=0)
+    folder = results / "demo" / "features" / "feedc0de"
+    # 100 clips: 1 rank works 2.0 s with 1 s of fixed costs; 2 ranks work 1.5 s (faster per
+    # clip) but pay 2 s of fixed costs, so their work alone is faster and the wall time not.
+    _edit_timings(
+        folder / "ranks1" / "timings.json",
+        start_time=0.0,
+        end_time=3.0,
+        wall_seconds=3.0,
+        startup_seconds=0.5,
+        work_seconds=2.0,
+    )
+    _edit_timings(
+        folder / "ranks2" / "timings.json",
+        start_time=10.0,
+        end_time=13.5,
+        wall_seconds=3.5,
+        startup_seconds=1.0,
+        work_seconds=1.5,
+    )
+    summary = build_report(results=results, out=tmp_path / "report")
+    (entry,) = summary["stages"]
+    two = entry["points"][1]
+    assert two["fixed_seconds"] == pytest.approx(2.0)
+    # Pays off from C clips with 2 + 0.015 C < 1 + 0.02 C: C = 200, 100 per rank.
+    assert two["break_even_clips_per_rank"] == pytest.approx(100.0)
+    assert entry["fastest"] == 2 and "verdict" not in entry
+
+    _edit_timings(folder / "ranks2" / "timings.json", work_seconds=2.5)
+    summary = build_report(results=results, out=tmp_path / "report2")
+    (entry,) = summary["stages"]
+    assert entry["fastest"] == 1 and entry["fit"]["serial_fraction"] is None
+    assert "overhead dominates at this size" in entry["verdict"]
+    assert entry["points"][1]["break_even_clips_per_rank"] is None  # slower per clip too
+    line = next(x for x in summary_lines(summary) if x.startswith("spectrograms:"))
+    assert "fastest 1 rank" in line and "overhead dominates" in line and "Amdahl" not in line
+
+
+def test_weak_scaling_runs_form_their_own_sweep(tmp_path):
+    results = tmp_path / "results"
+    write_sweep(results, f=0.1, t1=10.0, counts=[1, 2], cores=2, seed=0)
+    weak = results / "demo" / "features" / "feedc0de" / "weak25"
+    for n, work in ((1, 1.0), (2, 1.25)):
+        record = json.loads((weak.parent / f"ranks{n}" / "timings.json").read_text())
+        record.update(
+            scaling="weak",
+            clips_per_rank=25,
+            files=25 * n,
+            work_seconds=work,
+            start_time=100.0 * n,
+            end_time=100.0 * n + 5,
+        )
+        (weak / f"ranks{n}").mkdir(parents=True)
+        (weak / f"ranks{n}" / "timings.json").write_text(json.dumps(record))
+    summary = build_report(results=results, out=tmp_path / "report")
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert set(stages) == {"spectrograms", "spectrograms_weak"}
+    assert [p["count"] for p in stages["spectrograms"]["points"]] == [1, 2]
+    points = stages["spectrograms_weak"]["points"]
+    assert [p["efficiency"] for p in points] == pytest.approx([1.0, 0.8])
+    assert [p["speedup"] for p in points] == pytest.approx([1.0, 1.6])
+    assert "weak scaling" in (tmp_path / "report" / "report.md").read_text()
+    line = next(x for x in summary_lines(summary) if x.startswith("spectrograms, weak"))
+    assert "2 ranks 1.25 s (efficiency 80.0%)" in line
 
 
 def test_one_point_sweep_and_empty_results_give_notes(tmp_path):

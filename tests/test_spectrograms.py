@@ -61,7 +61,13 @@ def runs(dataset, tmp_path_factory):
     assert "numpy was imported before" not in single.stderr  # thread settings came first
     if not MPIEXEC.exists():
         return {"one": one, "two": None, "stdout_one": single.stdout, "stdout_two": ""}
-    double = run_cmd(genreflow_cmd("--manifest", str(manifest), "--out", str(two), ranks=2))
+    # Launchers and shells export their own thread counts (Snakemake: the job's threads):
+    # preprocess.threads_per_rank must win in every rank.
+    double = run_cmd(
+        genreflow_cmd("--manifest", str(manifest), "--out", str(two), ranks=2),
+        OMP_NUM_THREADS="8",
+        OPENBLAS_NUM_THREADS="8",
+    )
     assert double.returncode == 0, double.stderr
     return {"one": one, "two": two, "stdout_one": single.stdout, "stdout_two": double.stdout}
 
@@ -98,8 +104,22 @@ def test_two_ranks_cover_the_manifest_disjointly(runs, dataset):
     for r in timings["ranks"]:
         keys = {"import", "warmup", "decode", "resample", "mel", "write", "total"}
         assert keys <= set(r["seconds"]) and r["seconds"]["total"] > 0
+    # Started with OMP_NUM_THREADS=8: each rank ran, and says it ran, one BLAS thread, as
+    # read back from the loaded library (threadpoolctl), not from the environment alone.
     assert timings["thread_env"]["OMP_NUM_THREADS"] == "1"
+    assert timings["threads_per_rank"] == 1 and timings["blas_threads"] == [1]
+    for r in timings["ranks"]:
+        assert r["threads"]["blas"] == 1
+        assert all(lib["threads"] == 1 for lib in r["threads"]["libraries"])
+        assert "previews" not in r["seconds"]  # drawn once, by rank 0, outside the timed work
     assert 0 < timings["startup_seconds"] < timings["wall_seconds"]
+    assert 0 < timings["work_seconds"] < timings["wall_seconds"]
+    assert timings["previews_seconds"] > 0 and timings["finish_seconds"] >= 0
+    parts = ("startup_seconds", "work_seconds", "previews_seconds", "finish_seconds")
+    assert sum(timings[k] for k in parts) == pytest.approx(timings["wall_seconds"], abs=0.01)
+    assert timings["start_time"] < timings["end_time"]
+    assert timings["scaling"] == "strong" and timings["clips_per_rank"] is None
+    assert len(list((runs["two"] / "previews").glob("*.png"))) == len(GENRES)  # 1 per genre
     assert "2 rank(s)" in runs["stdout_two"] and "12 files, 12 good, 0 bad" in runs["stdout_two"]
 
 
@@ -379,3 +399,27 @@ def test_shard_writer_leaves_nothing_when_interrupted(tmp_path):
         ShardWriter(directory=tmp_path, rank=0, row_shape=(4, 3), max_bytes=100).append(
             np.zeros((1, 3, 4))
         )
+
+
+@slow
+def test_weak_scaling_run_converts_clips_per_rank_spread_over_the_manifest(dataset, tmp_path):
+    manifest, clips = dataset
+    out = tmp_path / "weak"
+    done = run_cmd(
+        genreflow_cmd("--manifest", str(manifest), "--out", str(out), "--weak-clips-per-rank", "4")
+    )
+    assert done.returncode == 0, done.stderr
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["scaling"] == "weak" and timings["clips_per_rank"] == 4
+    assert timings["files"] == 4
+    ids = [row.clip_id for row in open_features(out).index]
+    assert ids == [clips[i]["clip_id"] for i in (0, 3, 6, 9)]  # evenly spaced, in order
+    assert not list((out / "previews").glob("*.png"))  # a timing subset: no previews
+
+    too_many = run_cmd(
+        genreflow_cmd(
+            "--manifest", str(manifest), "--out", str(tmp_path / "x"), "--weak-clips-per-rank", "13"
+        )
+    )
+    assert too_many.returncode != 0
+    assert "weak scaling wants 13 clips, the manifest has 12" in too_many.stderr

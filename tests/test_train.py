@@ -317,3 +317,7 @@ def test_killed_run_resumes_after_last_checkpoint_with_its_threads(features, tmp
     assert timings["threads"]["inter_op"] == 1
     assert timings["threads"]["env"]["OMP_NUM_THREADS"] == "1"
     assert timings["threads"]["env"]["TF_NUM_INTRAOP_THREADS"] == "1"
+    # What the libraries have in force, and the one core a 1-thread run is bound to.
+    assert timings["threads"]["blas"] == 1
+    assert len(timings["threads"]["cpus"]) == 1
+    assert timings["role"] == "production" and timings["start_time"] < timings["end_time"]

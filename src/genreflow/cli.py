@@ -23,6 +23,7 @@ ORDER = [
     "manifest",
     "spectrograms",
     "train",
+    "choose",
     "evaluate",
     "predict",
     "report",

@@ -6,8 +6,12 @@ Outputs are keyed so that a change reruns only what depends on it:
     {results}/{dataset}/audio/                             demo clips (only for the demo dataset)
     {results}/{dataset}/manifest.csv, manifest.json
     {results}/{dataset}/features/{fhash}/ranks{n}/         one spectrogram job per rank count
+    {results}/{dataset}/features/{fhash}/production.json   the sweep's fastest (ranks: auto),
+    {results}/{dataset}/features/{fhash}/production        ...and a symlink to its folder
+    {results}/{dataset}/features/{fhash}/weak{c}/ranks{n}/ weak scaling: n x c clips
     {results}/{dataset}/models/{fhash}-{thash}/bench/threads{n}/   thread-sweep training runs
     {results}/{dataset}/models/{fhash}-{thash}/bench/workers{n}/   workers-sweep training runs
+    {results}/{dataset}/models/{fhash}-{thash}/bench/production.json  the thread sweep's choice
     {results}/{dataset}/models/{fhash}-{thash}/model/      the production model
     {results}/{dataset}/models/{fhash}-{thash}/eval/       metrics.json, confusion.png
     {results}/{dataset}/report/                            speed-up report (report.html, ...)
@@ -95,8 +99,10 @@ SNAPSHOT_DIR = f"{RUN_DIR}/config"
 REPORT_DIR = f"{RUN_DIR}/report"
 
 TIMING_RANKS = sorted(config["preprocess"]["ranks"])
+#: A rank count, or "auto": the fastest point of the ranks sweep (rule production_features).
 PRODUCTION_RANKS = config["preprocess"]["production_ranks"]
 THREADS_PER_RANK = config["preprocess"]["threads_per_rank"]
+WEAK_CLIPS_PER_RANK = config["preprocess"]["weak_scaling"]
 
 #: Timing jobs (the rank and thread sweeps) ask for at least every core of the machine that
 #: runs Snakemake: locally that schedules them one at a time, so no two timings share cores
@@ -108,12 +114,18 @@ def timing_threads(n: int) -> int:
     return max(int(n), TIMING_CORES)
 
 
+#: A thread count, or "auto": the fastest point of the thread sweep (rule production_threads).
 PRODUCTION_THREADS = config["train"]["production_threads"]
+AUTO_THREADS = PRODUCTION_THREADS == "auto"
+#: Threads of each data-parallel worker (the production run's, or the smallest of the sweep
+#: when that is chosen at run time) and the cores the production jobs ask for.
+WORKER_THREADS = min(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
+PRODUCTION_CORES = max(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
 TRAIN_WORKERS = config["train"]["workers"]
 BENCH_WORKERS = sorted(config["train"]["bench_workers"])
-# The workers sweep's 1-worker point is the thread sweep's run with production_threads.
+# The workers sweep's 1-worker point is the thread sweep's run with the workers' threads.
 BENCH_THREADS = sorted(
-    set(config["train"]["threads"]) | ({PRODUCTION_THREADS} if BENCH_WORKERS else set())
+    set(config["train"]["threads"]) | ({WORKER_THREADS} if BENCH_WORKERS else set())
 )
 
 
@@ -139,7 +151,36 @@ def features_marker(ranks: int | str) -> str:
     return f"{FEATURES_DIR}/ranks{ranks}/features.json"
 
 
-PRODUCTION_FEATURES = features_marker(PRODUCTION_RANKS)
+def weak_marker(ranks: int | str) -> str:
+    """``timings.json`` of the ``ranks``-rank weak-scaling job (ranks x weak_scaling clips)."""
+    return f"{FEATURES_DIR}/weak{WEAK_CLIPS_PER_RANK}/ranks{ranks}/timings.json"
+
+
+if PRODUCTION_RANKS == "auto":
+    # Written when the sweep is done; `production` is a symlink to the fastest run's folder.
+    PRODUCTION_FEATURES = f"{FEATURES_DIR}/production.json"
+    PRODUCTION_FEATURES_DIR = f"{FEATURES_DIR}/production"
+else:
+    PRODUCTION_FEATURES = features_marker(PRODUCTION_RANKS)
+    PRODUCTION_FEATURES_DIR = f"{FEATURES_DIR}/ranks{PRODUCTION_RANKS}"
+
+#: The thread sweep's choice for the production jobs (train.production_threads: auto).
+THREADS_CHOICE = f"{MODELS_DIR}/bench/production.json"
+
+
+def production_inputs(wildcards) -> dict:
+    """Inputs of a production training job: features, its config, and the sweep's choice."""
+    inputs = {"features": PRODUCTION_FEATURES, "config": TRAIN_CONFIG}
+    if AUTO_THREADS:
+        inputs["choice"] = THREADS_CHOICE
+    return inputs
+
+
+def production_threads_option(wildcards, input) -> str:
+    """``--threads N``, or ``--threads-from production.json`` when the sweep chooses."""
+    if AUTO_THREADS:
+        return f"--threads-from {input.choice}"
+    return f"--threads {PRODUCTION_THREADS}"
 
 
 #: Config snapshot name -> digest of the sections its stage reads.
@@ -193,9 +234,14 @@ def write_config_snapshot(*, path: str, log: str, digest: str) -> None:
 
 def stage_targets() -> list[str]:
     """Every stage's final output: timing features, thread-sweep runs, model, evaluation."""
-    ranks = sorted(set(TIMING_RANKS) | {PRODUCTION_RANKS})
-    targets = [features_marker(n) for n in ranks]
+    ranks = set(TIMING_RANKS) | ({PRODUCTION_RANKS} if PRODUCTION_RANKS != "auto" else set())
+    targets = [features_marker(n) for n in sorted(ranks)]
+    targets += [PRODUCTION_FEATURES]
+    if WEAK_CLIPS_PER_RANK:
+        targets += [weak_marker(n) for n in TIMING_RANKS]
     targets += [f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in BENCH_THREADS]
+    if AUTO_THREADS:
+        targets += [THREADS_CHOICE]
     targets += [f"{MODELS_DIR}/bench/workers{n}/timings.json" for n in BENCH_WORKERS]
     targets += [
         f"{MODELS_DIR}/model/model.keras",

@@ -17,9 +17,9 @@ rule evaluate:
         f"{BENCH_DIR}/evaluate.tsv"
     conda:
         "../envs/genreflow.yaml"
-    threads: PRODUCTION_THREADS
+    threads: PRODUCTION_CORES
     params:
-        features=lambda wildcards, input: os.path.dirname(input.features),
+        features=PRODUCTION_FEATURES_DIR,
         model=lambda wildcards, input: os.path.dirname(input.model),
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:

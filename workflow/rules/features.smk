@@ -59,3 +59,81 @@ rule spectrograms_single:
         "env -u PMI_FD -u PMI_RANK -u PMI_SIZE -u PMI_JOBID -u PMIX_RANK -u SLURM_STEP_ID"
         " genreflow spectrograms"
         " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q} > {log:q} 2>&1"
+
+
+if PRODUCTION_RANKS == "auto":
+
+    rule production_features:
+        """The fastest run of the ranks sweep feeds training (preprocess.production_ranks: auto)."""
+        input:
+            timings=[f"{FEATURES_DIR}/ranks{n}/timings.json" for n in TIMING_RANKS],
+            markers=[features_marker(n) for n in TIMING_RANKS],
+        output:
+            choice=f"{FEATURES_DIR}/production.json",
+        log:
+            f"{LOG_DIR}/spectrograms/production.log",
+        localrule: True
+        conda:
+            "../envs/genreflow.yaml"
+        params:
+            link=PRODUCTION_FEATURES_DIR,
+        shell:
+            "genreflow choose --timings {input.timings:q} --out {output.choice:q}"
+            " --link {params.link:q} > {log:q} 2>&1"
+
+
+rule spectrograms_weak:
+    """Weak scaling: N MPI ranks (N >= 2) convert N x preprocess.weak_scaling clips."""
+    input:
+        manifest=MANIFEST,
+        config=FEATURES_CONFIG,
+    output:
+        timings=f"{FEATURES_DIR}/weak{{clips}}/ranks{{ranks}}/timings.json",
+    log:
+        f"{LOG_DIR}/spectrograms/weak{{clips}}-ranks{{ranks}}.log",
+    benchmark:
+        f"{BENCH_DIR}/spectrograms/weak{{clips}}-ranks{{ranks}}.tsv"
+    wildcard_constraints:
+        ranks=r"[2-9]|[1-9][0-9]+",
+        clips=r"[1-9][0-9]*",
+    conda:
+        "../envs/genreflow.yaml"
+    threads: lambda wildcards: timing_threads(int(wildcards.ranks) * THREADS_PER_RANK)
+    resources:
+        tasks=lambda wildcards: int(wildcards.ranks),
+        cpus_per_task=THREADS_PER_RANK,
+        mpi=default_mpi_launcher(),
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.timings),
+    shell:
+        "{resources.mpi} -n {resources.tasks} genreflow spectrograms"
+        " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q}"
+        " --weak-clips-per-rank {wildcards.clips} > {log:q} 2>&1"
+
+
+rule spectrograms_weak_single:
+    """Weak scaling's 1-rank point: one process converts preprocess.weak_scaling clips."""
+    input:
+        manifest=MANIFEST,
+        config=FEATURES_CONFIG,
+    output:
+        timings=f"{FEATURES_DIR}/weak{{clips}}/ranks1/timings.json",
+    log:
+        f"{LOG_DIR}/spectrograms/weak{{clips}}-ranks1.log",
+    benchmark:
+        f"{BENCH_DIR}/spectrograms/weak{{clips}}-ranks1.tsv"
+    wildcard_constraints:
+        clips=r"[1-9][0-9]*",
+    conda:
+        "../envs/genreflow.yaml"
+    threads: timing_threads(THREADS_PER_RANK)
+    resources:
+        cpus_per_task=THREADS_PER_RANK,
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.timings),
+    # As in spectrograms_single: not an MPI rank under the SLURM executor's own srun step.
+    shell:
+        "env -u PMI_FD -u PMI_RANK -u PMI_SIZE -u PMI_JOBID -u PMIX_RANK -u SLURM_STEP_ID"
+        " genreflow spectrograms"
+        " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q}"
+        " --weak-clips-per-rank {wildcards.clips} > {log:q} 2>&1"

@@ -20,14 +20,14 @@ rule train_bench:
     resources:
         cpus_per_task=lambda wildcards: int(wildcards.threads),
     params:
-        features=lambda wildcards, input: os.path.dirname(input.features),
+        features=PRODUCTION_FEATURES_DIR,
         out=lambda wildcards, output: os.path.dirname(output.timings),
         epochs=config["train"]["bench_epochs"],
     # The sweep times exactly N threads even where Snakemake grants fewer cores.
     shell:
         "genreflow train --features {params.features:q} --out {params.out:q}"
         " --config {input.config:q} --threads {wildcards.threads} --epochs {params.epochs}"
-        " > {log:q} 2>&1"
+        " --sweep-point > {log:q} 2>&1"
 
 
 rule train_bench_workers:
@@ -48,22 +48,22 @@ rule train_bench_workers:
         workers=r"[2-9]|[1-9][0-9]+",
     conda:
         "../envs/genreflow.yaml"
-    threads: lambda wildcards: timing_threads(int(wildcards.workers) * PRODUCTION_THREADS)
+    threads: lambda wildcards: timing_threads(int(wildcards.workers) * WORKER_THREADS)
     # On SLURM: one task per worker (`mpi` is the launcher the profile sets: srun).
     resources:
         tasks=lambda wildcards: int(wildcards.workers),
-        cpus_per_task=PRODUCTION_THREADS,
+        cpus_per_task=WORKER_THREADS,
         mpi=worker_launcher(),
     params:
-        features=lambda wildcards, input: os.path.dirname(input.features),
+        features=PRODUCTION_FEATURES_DIR,
         out=lambda wildcards, output: os.path.dirname(output.timings),
         epochs=config["train"]["bench_epochs"],
-        threads=PRODUCTION_THREADS,
+        threads=WORKER_THREADS,
         launch=worker_launch_command,
     shell:
         "{params.launch} genreflow train --features {params.features:q} --out {params.out:q}"
         " --config {input.config:q} --threads {params.threads} --workers {wildcards.workers}"
-        " --epochs {params.epochs} > {log:q} 2>&1"
+        " --epochs {params.epochs} --sweep-point > {log:q} 2>&1"
 
 
 # The production model. With train.workers > 1 it is one job of `workers` tasks (the SLURM
@@ -74,8 +74,7 @@ if TRAIN_WORKERS == 1:
     rule train:
         """The production model, trained on the production features."""
         input:
-            features=PRODUCTION_FEATURES,
-            config=TRAIN_CONFIG,
+            unpack(production_inputs),
         output:
             model=f"{MODELS_DIR}/model/model.keras",
             meta=f"{MODELS_DIR}/model/genreflow.json",
@@ -87,16 +86,17 @@ if TRAIN_WORKERS == 1:
             f"{BENCH_DIR}/train.tsv"
         conda:
             "../envs/genreflow.yaml"
-        threads: PRODUCTION_THREADS
+        threads: PRODUCTION_CORES
         resources:
-            cpus_per_task=PRODUCTION_THREADS,
+            cpus_per_task=PRODUCTION_CORES,
         params:
-            features=lambda wildcards, input: os.path.dirname(input.features),
+            features=PRODUCTION_FEATURES_DIR,
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
+            threads=production_threads_option,
         shell:
             "genreflow train --features {params.features:q} --out {params.out:q}"
-            " --config {input.config:q} --threads {threads} --workers {params.workers}"
+            " --config {input.config:q} {params.threads} --workers {params.workers}"
             " > {log:q} 2>&1"
 
 else:
@@ -104,8 +104,7 @@ else:
     rule train_workers:
         """The production model, trained by train.workers data-parallel workers."""
         input:
-            features=PRODUCTION_FEATURES,
-            config=TRAIN_CONFIG,
+            unpack(production_inputs),
         output:
             model=f"{MODELS_DIR}/model/model.keras",
             meta=f"{MODELS_DIR}/model/genreflow.json",
@@ -117,18 +116,35 @@ else:
             f"{BENCH_DIR}/train.tsv"
         conda:
             "../envs/genreflow.yaml"
-        threads: min(TRAIN_WORKERS * PRODUCTION_THREADS, TIMING_CORES)
+        threads: min(TRAIN_WORKERS * PRODUCTION_CORES, TIMING_CORES)
         resources:
             tasks=TRAIN_WORKERS,
-            cpus_per_task=PRODUCTION_THREADS,
+            cpus_per_task=PRODUCTION_CORES,
             mpi=worker_launcher(),
         params:
-            features=lambda wildcards, input: os.path.dirname(input.features),
+            features=PRODUCTION_FEATURES_DIR,
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
-            threads=PRODUCTION_THREADS,
+            threads=production_threads_option,
             launch=worker_launch_command,
         shell:
             "{params.launch} genreflow train --features {params.features:q}"
-            " --out {params.out:q} --config {input.config:q} --threads {params.threads}"
+            " --out {params.out:q} --config {input.config:q} {params.threads}"
             " --workers {params.workers} > {log:q} 2>&1"
+
+
+if AUTO_THREADS:
+
+    rule production_threads:
+        """The fastest run of the thread sweep trains the production model (production_threads: auto)."""
+        input:
+            timings=[f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in config["train"]["threads"]],
+        output:
+            choice=THREADS_CHOICE,
+        log:
+            f"{LOG_DIR}/train_bench/production.log",
+        localrule: True
+        conda:
+            "../envs/genreflow.yaml"
+        shell:
+            "genreflow choose --timings {input.timings:q} --out {output.choice:q} > {log:q} 2>&1"

@@ -46,10 +46,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and convert every clip again (default: keep the shards it finished when the manifest, "
         "clip files, config and rank count are unchanged)",
     )
+    parser.add_argument(
+        "--weak-clips-per-rank",
+        metavar="C",
+        type=int,
+        default=None,
+        help="weak scaling: convert only C x (rank count) clips, spread evenly over the "
+        "manifest, and record the run as a weak-scaling point (its features are a subset: not "
+        "for training)",
+    )
     add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.weak_clips_per_rank is not None and args.weak_clips_per_rank < 1:
+        from genreflow.core.errors import ConfigError
+
+        raise ConfigError(f"--weak-clips-per-rank must be >= 1, got {args.weak_clips_per_rank}")
     cfg = config_from_args(args)  # yaml + jsonschema only: numpy is not imported yet
     apply_thread_env(cfg["preprocess"]["threads_per_rank"])
     default_numba_cache(Path(args.out))
@@ -59,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
     started = process_start_time() if Path("/proc/self/stat").exists() else CLI_ENTRY
     try:
         summary = run_spectrograms(
-            manifest=args.manifest, out=args.out, cfg=cfg, started=started, fresh=args.fresh
+            manifest=args.manifest,
+            out=args.out,
+            cfg=cfg,
+            started=started,
+            fresh=args.fresh,
+            weak_clips_per_rank=args.weak_clips_per_rank,
         )
     except PeerStageError:
         return 2  # rank 0 prints the reason once
@@ -69,18 +87,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def apply_thread_env(threads: int) -> None:
-    """Set the BLAS/OpenMP thread variables to ``threads`` unless the user already set them.
+    """Set the BLAS/OpenMP thread variables to ``threads``, replacing inherited values.
 
-    Must run before numpy is imported: OpenBLAS and MKL read them once, at load time.
+    ``preprocess.threads_per_rank`` is the setting, whatever the environment says: Snakemake
+    exports ``OMP_NUM_THREADS`` = the job's ``threads`` (ranks x threads per rank), and a
+    SLURM job or a user's shell may set others. Must run before numpy is imported (OpenBLAS
+    and MKL read them once, at load time); the stage also sets the loaded pools with
+    threadpoolctl and records what is in force.
     """
     from genreflow.core.threads import BLAS_ENV
 
     for name in BLAS_ENV:
-        os.environ.setdefault(name, str(threads))
+        os.environ[name] = str(threads)
     if "numpy" in sys.modules:
         print(
             "genreflow spectrograms: warning: numpy was imported before the thread settings "
-            "were applied; BLAS may use more threads than preprocess.threads_per_rank",
+            "were applied; the BLAS pools are resized with threadpoolctl instead",
             file=sys.stderr,
         )
 

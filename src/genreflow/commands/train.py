@@ -22,12 +22,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="MODEL_DIR", required=True, help="model directory to write"
     )
-    parser.add_argument(
+    threads = parser.add_mutually_exclusive_group()
+    threads.add_argument(
         "--threads",
         metavar="N",
         type=int,
         default=None,
-        help="TensorFlow intra-op threads (none given: config train.production_threads)",
+        help="TensorFlow intra-op threads (none given: config train.production_threads); with "
+        "train.bind_cores the process is bound to N cores",
+    )
+    threads.add_argument(
+        "--threads-from",
+        metavar="FILE",
+        default=None,
+        help="take the thread count from a sweep's production.json (`genreflow choose`)",
+    )
+    parser.add_argument(
+        "--sweep-point",
+        action="store_true",
+        help="this run is a timing point of the thread or workers sweep (recorded as such in "
+        "timings.json; the report leaves production runs out of its speed-ups)",
     )
     parser.add_argument(
         "--epochs",
@@ -76,11 +90,11 @@ def run(args: argparse.Namespace) -> int:
     from genreflow.training.distributed import build_strategy, detect_workers
 
     group = detect_workers(requested=requested)
-    intra = args.threads or cfg["train"]["production_threads"]
+    intra = production_threads(args, cfg)
     inter = cfg["train"]["inter_op_threads"]
     # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
     keep_freed_memory()
-    threads = start_tensorflow(intra_op=intra, inter_op=inter)
+    threads = start_tensorflow(intra_op=intra, inter_op=inter, bind=cfg["train"]["bind_cores"])
     # The strategy right after the thread settings: it starts TensorFlow's runtime.
     strategy, group = build_strategy(group, port_base=cfg["train"]["port_base"])
 
@@ -95,8 +109,28 @@ def run(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         workers=group,
         strategy=strategy,
+        role="sweep" if args.sweep_point else "production",
     )
     return 0
+
+
+def production_threads(args: argparse.Namespace, cfg) -> int:
+    """``--threads``, else the count of ``--threads-from``, else ``train.production_threads``."""
+    from genreflow.core.errors import ConfigError
+
+    if args.threads:
+        return args.threads
+    if args.threads_from:
+        from genreflow.report.production import read_choice
+
+        return int(read_choice(args.threads_from)["chosen"])
+    value = cfg["train"]["production_threads"]
+    if value == "auto":
+        raise ConfigError(
+            "train.production_threads is auto: the workflow chooses it from the thread sweep; "
+            "outside the workflow give --threads N or --threads-from production.json"
+        )
+    return int(value)
 
 
 def parse_workers(value: str) -> int | None:
@@ -118,10 +152,12 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     """The command line each local worker runs: this one, rebuilt from ``args``."""
     command = [sys.executable, "-m", "genreflow", "train"]
     command += ["--features", args.features, "--out", args.out, "--workers", args.workers]
-    for option in ("threads", "epochs", "max_seconds"):
+    for option in ("threads", "threads_from", "epochs", "max_seconds"):
         value = getattr(args, option)
         if value is not None:
             command += [f"--{option.replace('_', '-')}", str(value)]
+    if args.sweep_point:
+        command.append("--sweep-point")
     if args.config:
         command += ["--config", str(args.config)]
     for setting in args.overrides:

@@ -156,6 +156,8 @@ def _describe(error) -> str:
             for name in extra
         )
         return f"unknown key {unknown}; allowed keys: {', '.join(known)}"
+    elif kind == "anyOf":
+        allowed = " or ".join(_describe_schema(option) for option in rule)
     elif kind == "minItems":
         allowed = f"a list with at least {rule} item(s)"
     elif kind == "uniqueItems":
@@ -163,6 +165,21 @@ def _describe(error) -> str:
     else:
         allowed = error.message
     return f"key '{key}' has value {value}; allowed: {allowed}"
+
+
+def _describe_schema(option: Mapping[str, Any]) -> str:
+    """``"auto"``, ``an integer >= 1``, ``null``: one alternative of an ``anyOf``."""
+    if "const" in option:
+        return json.dumps(option["const"])
+    kind = option.get("type")
+    if kind == "null":
+        return "null"
+    text = {"integer": "an integer", "number": "a number"}.get(kind, f"type {kind}")
+    if "minimum" in option:
+        text += f" >= {option['minimum']}"
+    if "maximum" in option:
+        text += f" <= {option['maximum']}"
+    return text
 
 
 def _check_cross_fields(cfg: dict, source: str) -> None:

@@ -97,31 +97,129 @@ def configure_tensorflow(*, intra_op: int, inter_op: int) -> dict:
     return thread_settings(requested={"intra_op": intra_op, "inter_op": inter_op})
 
 
-def start_tensorflow(*, intra_op: int, inter_op: int) -> dict:
-    """Thread environment, then TensorFlow's pools: the one way a command sets its threads.
+def start_tensorflow(*, intra_op: int, inter_op: int, bind: bool = False) -> dict:
+    """Core binding, thread environment, then TensorFlow's pools: the one way a command sets
+    its threads.
 
     Must run before anything imports TensorFlow (:func:`set_thread_env`); imports it.
+
+    Parameters
+    ----------
+    intra_op, inter_op : int
+    bind : bool
+        Bind the process to ``intra_op`` cores first (:func:`bind_to_cores`; a local
+        worker's slot comes from ``GENREFLOW_WORKER_SLOT``).
 
     Returns
     -------
     dict
         What :func:`configure_tensorflow` reads back.
     """
+    if bind:
+        bind_to_cores(intra_op, slot=int(os.environ.get(WORKER_SLOT_ENV, "0") or 0))
     set_thread_env(intra_op=intra_op, inter_op=inter_op)
-    return configure_tensorflow(intra_op=intra_op, inter_op=inter_op)
+    settings = configure_tensorflow(intra_op=intra_op, inter_op=inter_op)
+    # BLAS libraries loaded before the environment was set keep their pools: size them now.
+    limit_blas_threads(intra_op)
+    settings.update({k: v for k, v in blas_threads().items() if k != "libraries"})
+    return settings
 
 
 def thread_settings(*, requested: dict | None = None) -> dict:
-    """The thread settings in force: TensorFlow's pools (read back) and the thread environment."""
+    """The thread settings in force: TensorFlow's pools and the BLAS/OpenMP pools (read back
+    from the libraries), the CPUs the process may run on, and the thread environment."""
     import tensorflow as tf
 
     names = INTRA_OP_ENV + INTER_OP_ENV
+    pools = blas_threads()
     return {
         "intra_op": int(tf.config.threading.get_intra_op_parallelism_threads()),
         "inter_op": int(tf.config.threading.get_inter_op_parallelism_threads()),
+        "blas": pools["blas"],
+        "openmp": pools["openmp"],
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "requested": dict(requested or {}),
         "env": {name: os.environ[name] for name in names if name in os.environ},
     }
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Size every loaded BLAS/OpenMP pool to ``threads`` now, whatever the environment said.
+
+    The environment variables (:data:`BLAS_ENV`) only count if they were set before the
+    library loaded; a launcher (Snakemake exports ``OMP_NUM_THREADS`` = the job's ``threads``),
+    a SLURM job or a user's shell can have set others. threadpoolctl sets the pools of the
+    libraries already loaded, so call this after numpy is imported.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(threads))
+
+
+def blas_threads() -> dict:
+    """The BLAS/OpenMP thread pools in force in this process, read back from the libraries.
+
+    Returns
+    -------
+    dict
+        ``{"blas": int | None, "openmp": int | None, "libraries": [{"api", "library",
+        "threads"}, ...]}``: ``blas`` and ``openmp`` are the largest pool of that kind loaded
+        (``None`` where none is loaded).
+    """
+    from threadpoolctl import threadpool_info
+
+    libraries = [
+        {
+            "api": info.get("user_api"),
+            "library": info.get("internal_api"),
+            "threads": int(info.get("num_threads") or 0),
+        }
+        for info in threadpool_info()
+    ]
+
+    def largest(api: str) -> int | None:
+        counts = [lib["threads"] for lib in libraries if lib["api"] == api]
+        return max(counts) if counts else None
+
+    return {"blas": largest("blas"), "openmp": largest("openmp"), "libraries": libraries}
+
+
+#: Set by ``genreflow train --workers N`` for each local worker it starts: its slot on this
+#: machine, so that bound workers take different cores.
+WORKER_SLOT_ENV = "GENREFLOW_WORKER_SLOT"
+
+
+def bind_to_cores(count: int, *, slot: int = 0) -> list[int] | None:
+    """Bind this process, and every thread it starts later, to ``count`` of its CPUs.
+
+    A TensorFlow process with one intra-op thread still runs ops on the calling thread
+    beside its pool thread, and tf.data sizes its own pool by the CPUs it may use: unbound,
+    a "1-thread" run spreads over every core of the machine, and a thread sweep measures
+    nothing. Bound, N threads get N cores, as SLURM's ``--cpus-per-task=N`` gives through
+    cgroups. Call before importing TensorFlow.
+
+    Parameters
+    ----------
+    count : int
+        Cores to keep.
+    slot : int
+        Which ``count`` cores of the allowed ones: slot k takes the k-th block (local
+        data-parallel workers each take their own).
+
+    Returns
+    -------
+    list of int or None
+        The CPUs bound to; None where the platform has no affinity call (nothing changed).
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if count >= len(allowed) and slot == 0:
+        return allowed
+    start = (slot * count) % len(allowed)
+    chosen = sorted({allowed[(start + i) % len(allowed)] for i in range(count)})
+    os.sched_setaffinity(0, chosen)
+    return chosen
 
 
 #: glibc ``mallopt`` parameters (malloc.h).

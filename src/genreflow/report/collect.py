@@ -61,6 +61,10 @@ def collect(
         try:
             if name == "timings.json" or name.endswith("_timings.json"):
                 _read_timings(path, out, local_host=local_host, local_cores=local_cores)
+            elif name == "production.json":
+                data = load_json(path)
+                if isinstance(data, dict) and isinstance(data.get("text"), str):
+                    out.choices.append({**data, "path": out.relative(path)})
             elif name == "history.json" or name.endswith("_history.json"):
                 out.histories.append(read_history(path))
             elif name == "metrics.json" or name.endswith("_metrics.json"):

@@ -57,6 +57,8 @@ def report_blocks(summary: Mapping[str, Any], *, plots: Mapping[str, str]) -> li
     blocks += _summary_section(summary)
     blocks += sweep_section(summary, "spectrograms", plots, notes["spectrograms"])
     blocks += load_balance_section(summary, plots, notes["load_balance"])
+    if any(s["stage"] == "spectrograms_weak" for s in summary["stages"]):
+        blocks += sweep_section(summary, "spectrograms_weak", plots, [])
     blocks += sweep_section(summary, "train", plots, notes["train"])
     if any(s["stage"] == "train_workers" for s in summary["stages"]):
         blocks += sweep_section(summary, "train_workers", plots, [])
@@ -73,8 +75,10 @@ def report_blocks(summary: Mapping[str, Any], *, plots: Mapping[str, str]) -> li
 def _summary_section(summary: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = [Heading("Summary")]
     rows = []
+    verdicts = []
     for s in summary["stages"]:
         base, best = s["baseline"], s["best"]
+        efficient = next((p for p in s["points"] if p["count"] == s.get("most_efficient")), best)
         rows.append(
             (
                 STAGE_TITLES.get(s["stage"], s["stage"]),
@@ -86,8 +90,11 @@ def _summary_section(summary: Mapping[str, Any]) -> list[Block]:
                 format_fraction_fit(s["fit"]),
                 base["config"],
                 best["config"],
+                efficient["config"],
             )
         )
+        if s.get("verdict"):
+            verdicts.append(f"{STAGE_TITLES.get(s['stage'], s['stage'])}: {s['verdict']}")
     if rows:
         blocks.append(
             Table(
@@ -100,12 +107,17 @@ def _summary_section(summary: Mapping[str, Any]) -> list[Block]:
                     "efficiency per core",
                     "Amdahl serial fraction",
                     "baseline configuration",
-                    "best configuration",
+                    "fastest configuration",
+                    "most core-efficient configuration",
                 ),
                 tuple(rows),
                 caption="Measured here",
             )
         )
+        if verdicts:
+            blocks.append(Notes(tuple(verdicts)))
+        for choice in summary.get("production", []):
+            blocks.append(Paragraph(choice["text"] + "."))
     else:
         blocks.append(Notes(("no stage timings found: nothing to compute speed-ups from",)))
     for q in summary["quality"]:

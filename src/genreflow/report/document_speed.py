@@ -48,13 +48,18 @@ def sweep_section(
             "ranks",
             "runs",
             "wall",
-            "startup",
-            "compute",
+            "fixed (start-up, previews, outputs)",
+            "work",
             "speed-up",
             "efficiency",
             "per core",
+            "BLAS threads per rank",
+            "pays off from (clips per rank)",
             "hosts",
         )
+    elif stage == "spectrograms_weak":
+        blocks = [Heading("Spectrograms: weak scaling (fixed work per rank)")]
+        header = ("ranks", "runs", "clips", "wall", "work", "efficiency", "throughput ratio")
     elif stage == "train_workers":
         blocks = [Heading("Training: scaling with data-parallel workers")]
         header = (
@@ -72,7 +77,8 @@ def sweep_section(
         header = (
             "threads",
             "runs",
-            "s / epoch",
+            "s / epoch (steps)",
+            "per-epoch costs (left out)",
             "samples / s",
             "speed-up",
             "efficiency",
@@ -89,15 +95,34 @@ def sweep_section(
                 format_percent(p["core_efficiency"]),
             )
             if stage == "spectrograms":
+                even = p.get("break_even_clips_per_rank")
                 rows.append(
                     (
                         count,
                         str(p["runs"]),
                         format_seconds(p["wall_seconds"]),
-                        format_seconds(p["startup_seconds"]),
+                        format_seconds(p.get("fixed_seconds", p["startup_seconds"])),
                         format_seconds(p["seconds"]),
                         *ratios,
+                        "/".join(map(str, p.get("blas_threads") or [])) or "not recorded",
+                        "-"
+                        if p["count"] == s["baseline"]["count"]
+                        else "never at these rates"
+                        if even is None
+                        else f"{even:g}",
                         ", ".join(p["hosts"]) or "unknown",
+                    )
+                )
+            elif stage == "spectrograms_weak":
+                rows.append(
+                    (
+                        count,
+                        str(p["runs"]),
+                        f"{p['clips']:g}",
+                        format_seconds(p["wall_seconds"]),
+                        format_seconds(p["seconds"]),
+                        format_percent(p["efficiency"]),
+                        format_speedup(p["speedup"]),
                     )
                 )
             elif stage == "train_workers":
@@ -119,6 +144,7 @@ def sweep_section(
                         count,
                         str(p["runs"]),
                         format_seconds(p["seconds"]),
+                        format_percent(p.get("epoch_overhead")),
                         f"{rate:.1f}" if rate is not None else "n/a",
                         *ratios,
                         p["config"],
@@ -130,9 +156,11 @@ def sweep_section(
         )
         if s["fit"]["serial_fraction"] is not None:  # else the notes say why there is none
             blocks.append(Paragraph(_fit_text(s)))
-    key = {"spectrograms": "scaling_ranks", "train_workers": "scaling_workers"}.get(
-        stage, "scaling_threads"
-    )
+    key = {
+        "spectrograms": "scaling_ranks",
+        "spectrograms_weak": "",
+        "train_workers": "scaling_workers",
+    }.get(stage, "scaling_threads")
     if key in plots:
         what = "MPI startup shown separately" if stage == "spectrograms" else "throughput"
         blocks.append(

@@ -136,6 +136,16 @@ def read_spectrogram_timings(
         ranks=tuple(ranks),
         cores=cores,
         cores_source=cores_source,
+        work_seconds=_number(data.get("work_seconds")) if "start_time" in data else None,
+        previews_seconds=_number(data.get("previews_seconds")),
+        finish_seconds=_number(data.get("finish_seconds")),
+        start_time=_number(data.get("start_time")),
+        end_time=_number(data.get("end_time")),
+        blas_threads=tuple(
+            n for n in (_count(v) for v in data.get("blas_threads") or []) if n is not None
+        ),
+        scaling="weak" if data.get("scaling") == "weak" else "strong",
+        clips_per_rank=_count(data.get("clips_per_rank")),
     )
 
 
@@ -171,6 +181,7 @@ def read_train_timings(
                 samples=_count(item.get("samples")),
                 samples_per_second=_number(item.get("samples_per_second")),
                 warmup=item.get("warmup") is True,
+                train_seconds=_number(item.get("train_seconds")),
             )
         )
     if not epochs:
@@ -207,6 +218,15 @@ def read_train_timings(
         config_hash=config_hash,
         cores=cores,
         cores_source=cores_source,
+        start_time=_number(data.get("start_time")),
+        end_time=_number(data.get("end_time")),
+        blas_threads=_count((data.get("threads") or {}).get("blas"))
+        if isinstance(data.get("threads"), dict)
+        else None,
+        bound_cpus=len(threads["cpus"])
+        if isinstance(threads, dict) and isinstance(threads.get("cpus"), list)
+        else None,
+        role="production" if data.get("role") == "production" else "sweep",
     )
 
 

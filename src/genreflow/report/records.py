@@ -67,11 +67,27 @@ class SpectrogramRun:
     ranks: tuple[RankTiming, ...]
     cores: int | None
     cores_source: str | None
+    work_seconds: float | None = None
+    previews_seconds: float | None = None
+    finish_seconds: float | None = None
+    start_time: float | None = None  # epoch seconds: the first rank started
+    end_time: float | None = None  # epoch seconds: the outputs were written
+    blas_threads: tuple[int, ...] = ()
+    scaling: str = "strong"  # strong: the whole manifest; weak: clips_per_rank x ranks clips
+    clips_per_rank: int | None = None
 
     @property
     def compute_seconds(self) -> float:
-        """Wall time without MPI startup: the part that parallel ranks can shorten."""
+        """The part that parallel ranks can shorten: from the scatter to the last rank's last
+        shard (older records: wall time without start-up)."""
+        if self.work_seconds is not None:
+            return self.work_seconds
         return max(self.wall_seconds - self.startup_seconds, 0.0)
+
+    @property
+    def fixed_seconds(self) -> float:
+        """Wall time outside the parallel work: start-up, previews, writing the outputs."""
+        return max(self.wall_seconds - self.compute_seconds, 0.0)
 
     @property
     def nodes(self) -> int:
@@ -87,6 +103,7 @@ class EpochTiming:
     samples: int | None
     samples_per_second: float | None
     warmup: bool = False
+    train_seconds: float | None = None  # the epoch's steps only, without validation/callbacks
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,11 @@ class TrainRun:
     cores: int | None
     cores_source: str | None
     allreduce_fraction: float | None = None
+    start_time: float | None = None  # epoch seconds
+    end_time: float | None = None
+    blas_threads: int | None = None
+    bound_cpus: int | None = None  # CPUs the process was bound to (None: not recorded)
+    role: str = "sweep"  # sweep: a timing point; production: the model the workflow ships
 
     @property
     def steady_epochs(self) -> tuple[EpochTiming, ...]:
@@ -114,8 +136,24 @@ class TrainRun:
 
     @property
     def epoch_seconds(self) -> float:
-        """Median seconds of the steady epochs (the median keeps one slow epoch from skewing)."""
-        return statistics.median(e.seconds for e in self.steady_epochs)
+        """Median seconds of the steady epochs' training steps (the median keeps one slow
+        epoch from skewing; validation, callbacks and checkpoints are per-epoch costs that
+        :attr:`overhead_fraction` gives apart). Older records without ``train_seconds``:
+        the whole epoch."""
+        return statistics.median(
+            e.train_seconds if e.train_seconds is not None else e.seconds
+            for e in self.steady_epochs
+        )
+
+    @property
+    def overhead_fraction(self) -> float | None:
+        """Share of the steady epochs' time outside the training steps (validation,
+        callbacks, checkpoints): per-epoch costs that more threads do not shorten."""
+        steady = [e for e in self.steady_epochs if e.train_seconds is not None]
+        total = sum(e.seconds for e in steady)
+        if not steady or total <= 0:
+            return None
+        return max(0.0, 1.0 - sum(e.train_seconds for e in steady) / total)
 
     @property
     def samples_per_epoch(self) -> int | None:
@@ -196,6 +234,7 @@ class Collected:
     histories: list[History] = field(default_factory=list)
     metrics: list[Metrics] = field(default_factory=list)
     benchmarks: list[BenchmarkFile] = field(default_factory=list)
+    choices: list[dict] = field(default_factory=list)  # production.json: settings chosen
     config_hashes: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

@@ -120,10 +120,27 @@ def fit_amdahl(*, counts: Sequence[float], times: Sequence[float]) -> AmdahlFit:
         se = math.sqrt(max(float(gradient @ covariance @ gradient), 0.0))
     else:
         note = "two points fix the line exactly: no residual left to estimate an uncertainty"
+    # Outside [0, 1] the law does not describe the data: report why instead of a number.
     if f < 0:
-        note = _join(note, "f < 0: times fall faster than 1/n (super-linear: caches, or noise)")
-    elif f > 1:
-        note = _join(note, "f > 1: more workers made it slower (overhead dominates)")
+        return AmdahlFit(
+            None,
+            None,
+            None,
+            None,
+            k,
+            distinct,
+            "none: times fall faster than 1/n (super-linear: caches, or noise)",
+        )
+    if f > 1:
+        return AmdahlFit(
+            None,
+            None,
+            None,
+            None,
+            k,
+            distinct,
+            "none: more workers made it slower (overhead dominates at this size)",
+        )
     return AmdahlFit(a, b, f, se, k, distinct, note)
 
 
@@ -179,7 +196,8 @@ def scaling(*, counts: Sequence[int], times: Sequence[float], cores: int | None 
     -------
     Scaling
         ``speedup = T(n0) / T(n)`` and ``efficiency = speedup / (n / n0)`` where ``n0`` is the
-        smallest count; the fit uses every run, not the medians.
+        smallest count; the fit uses every run (not the medians) with at most ``cores``
+        workers.
     """
     if not counts or len(counts) != len(times):
         raise ValueError("need one time per count and at least one run")
@@ -208,4 +226,7 @@ def scaling(*, counts: Sequence[int], times: Sequence[float], cores: int | None 
                 oversubscribed=oversub,
             )
         )
-    return Scaling(points=tuple(points), cores=cores, fit=fit_amdahl(counts=counts, times=times))
+    # Amdahl's law assumes a core per worker: runs with more workers than cores stay out.
+    fitted = [(n, t) for n, t in zip(counts, times, strict=True) if not cores or n <= cores]
+    fit = fit_amdahl(counts=[n for n, _ in fitted], times=[t for _, t in fitted])
+    return Scaling(points=tuple(points), cores=cores, fit=fit)

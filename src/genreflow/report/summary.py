@@ -76,17 +76,31 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
         "files": list(collected.notes),
     }
     stages = []
+    overlapped = _overlapping_runs(collected, notes)
     spectrograms = _timed(
-        collected, collected.spectrograms, lambda r: r.compute_seconds, notes["spectrograms"]
+        collected,
+        [r for r in collected.spectrograms if r.path not in overlapped],
+        lambda r: r.compute_seconds,
+        notes["spectrograms"],
     )
     if spectrograms:
-        for runs in _groups(spectrograms, key=lambda r: (r.config_hash, r.files)):
+        strong = [r for r in spectrograms if r.scaling == "strong"]
+        for runs in _groups(strong, key=lambda r: (r.config_hash, r.files)):
             stages.append(_spectrogram_sweep(collected, runs, notes["spectrograms"]))
+        weak = [r for r in spectrograms if r.scaling == "weak"]
+        for runs in _groups(weak, key=lambda r: (r.config_hash, r.clips_per_rank)):
+            stages.append(_weak_sweep(collected, runs, notes["spectrograms"]))
     elif not collected.spectrograms:
         notes["spectrograms"].append(
             "no spectrogram timings found (no timings.json with stage 'spectrograms')"
         )
-    train = _timed(collected, collected.train, lambda r: r.epoch_seconds, notes["train"])
+    train = _timed(
+        collected,
+        # The production model is not a timing point: it may share its node with other jobs.
+        [r for r in collected.train if r.path not in overlapped and r.role == "sweep"],
+        lambda r: r.epoch_seconds,
+        notes["train"],
+    )
     single = [r for r in train if r.workers == 1]
     if single:
         for runs in _groups(single, key=lambda r: (r.config_hash, r.samples_per_epoch)):
@@ -120,11 +134,48 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
         "training_curves": curves,
         "quality": quality,
         "benchmarks": benchmarks,
+        "production": [
+            {k: c.get(k) for k in ("stage", "axis", "chosen", "text", "path")}
+            for c in collected.choices
+        ],
         "reference": REFERENCE,
         "environment": dict(environment or {}),
         "config_hashes": {k: sorted(set(v)) for k, v in sorted(collected.config_hashes.items())},
         "notes": notes,
     }
+
+
+def _overlapping_runs(collected, notes: Mapping[str, list[str]]) -> set:
+    """Paths of the timed runs that ran at the same time as another on one host.
+
+    Such a run shared its cores with the other, so its time says nothing about its own
+    setting: it is left out of the sweeps, with a note naming both runs.
+    """
+    spans = []
+    for run in collected.spectrograms:
+        spans.append(("spectrograms", run, set(run.hosts)))
+    for run in collected.train:
+        spans.append(("train", run, {run.host} if run.host else set()))
+    spans = [s for s in spans if s[1].start_time is not None and s[1].end_time is not None]
+    spans.sort(key=lambda s: s[1].start_time)
+    overlapped: set = set()
+    for i, (section, run, hosts) in enumerate(spans):
+        for other_section, other, other_hosts in spans[i + 1 :]:
+            if other.start_time >= run.end_time:
+                break
+            shared = hosts & other_hosts
+            if not shared:
+                continue
+            overlapped.update((run.path, other.path))
+            seconds = min(run.end_time, other.end_time) - other.start_time
+            for where, this, that in ((section, run, other), (other_section, other, run)):
+                notes[where].append(
+                    f"{collected.relative(this.path)} ran at the same time as "
+                    f"{collected.relative(that.path)} on {', '.join(sorted(shared))} "
+                    f"({seconds:.1f} s together): they shared cores, so it is left out of "
+                    "the speed-ups and fits"
+                )
+    return overlapped
 
 
 def _timed(collected, runs: Sequence, seconds, notes: list[str]) -> list:
@@ -178,11 +229,14 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         at = [r for r in runs if r.n_ranks == p.count]
         threads = {r.threads_per_rank for r in at if r.threads_per_rank}
         hosts = [h for r in at for h in r.hosts]
+        blas = sorted({n for r in at for n in r.blas_threads})
         points.append(
             {
                 **_point_dict(p),
                 "wall_seconds": statistics.median(r.wall_seconds for r in at),
                 "startup_seconds": statistics.median(r.startup_seconds for r in at),
+                "fixed_seconds": statistics.median(r.fixed_seconds for r in at),
+                "blas_threads": blas,
                 "hosts": sorted(set(hosts)),
                 "config": (
                     f"{plural(p.count, 'rank')}"
@@ -198,10 +252,21 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         task += f" of {plural(first.files, 'clip')}"
     if first.segments is not None:
         task += f" ({plural(first.segments, 'segment')})"
+    if first.files:
+        _break_even(points, files=first.files)
+    for p in points:
+        threads = {r.threads_per_rank for r in runs if r.n_ranks == p["count"]}
+        if p["blas_threads"] and threads and set(p["blas_threads"]) != threads:
+            notes.append(
+                f"{_common_folder(collected, runs)}: {plural(p['count'], 'rank')} ran with "
+                f"{'/'.join(map(str, p['blas_threads']))} BLAS thread(s) per rank, not the "
+                f"{'/'.join(map(str, sorted(threads)))} that preprocess.threads_per_rank asked for"
+            )
     return _sweep_entry(
         stage="spectrograms",
         axis="ranks",
-        metric="compute seconds = wall - startup (median over repeats)",
+        metric="work seconds: from the scatter to the last rank's last shard (start-up, "
+        "previews and output writing apart; median over repeats)",
         group=group,
         task=task,
         result=result,
@@ -210,6 +275,110 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         cores_source=cores_source,
         notes=notes,
     )
+
+
+def _break_even(points: list[dict], *, files: int) -> None:
+    """Add ``break_even_clips_per_rank`` to each point: the work size at which it pays off.
+
+    With ``w_n`` the measured work seconds per clip and ``c_n`` the fixed seconds (start-up,
+    previews, outputs) at ``n`` ranks, ``n`` ranks beat the baseline on wall time from
+    ``C = (c_n - c_1) / (w_1 - w_n)`` clips on: ``C / n`` per rank. ``None``: never at these
+    per-clip rates (``w_n >= w_1``); 0: at any size.
+    """
+    base = points[0]
+    w1, c1 = base["seconds"] / files, base["fixed_seconds"]
+    for p in points:
+        wn, cn = p["seconds"] / files, p["fixed_seconds"]
+        if p is base or wn >= w1:
+            p["break_even_clips_per_rank"] = None
+        else:
+            clips = max(cn - c1, 0.0) / (w1 - wn)
+            p["break_even_clips_per_rank"] = round(clips / p["count"], 1)
+
+
+def _weak_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
+    """Weak scaling: every rank count converts ``clips_per_rank`` clips per rank.
+
+    Efficiency is ``T(n0) / T(n)`` (ideal: 1, the time stays flat as work and ranks grow);
+    ``speedup`` is the throughput ratio, ``efficiency x n / n0``.
+    """
+    import math
+
+    cores, cores_source = _cores(runs)
+    by_count: dict[int, list] = {}
+    for r in runs:
+        by_count.setdefault(r.n_ranks, []).append(r)
+    counts = sorted(by_count)
+    n0 = counts[0]
+    t0 = statistics.median(r.compute_seconds for r in by_count[n0])
+    points = []
+    for n in counts:
+        at = by_count[n]
+        tn = statistics.median(r.compute_seconds for r in at)
+        eff = t0 / tn if tn > 0 else math.inf
+        core_eff = None
+        if cores:
+            core_eff = eff * (n / n0) / (min(n, cores) / min(n0, cores))
+        points.append(
+            {
+                "count": n,
+                "seconds": tn,
+                "runs": len(at),
+                "speedup": eff * n / n0,
+                "efficiency": eff,
+                "core_efficiency": core_eff,
+                "oversubscribed": (n > cores) if cores else None,
+                "clips": statistics.median(r.files or 0 for r in at),
+                "wall_seconds": statistics.median(r.wall_seconds for r in at),
+                "fixed_seconds": statistics.median(r.fixed_seconds for r in at),
+                "hosts": sorted({h for r in at for h in r.hosts}),
+                "config": f"{plural(n, 'rank')} x {runs[0].clips_per_rank} clips",
+                "runs_paths": [collected.relative(r.path) for r in at],
+            }
+        )
+    base = points[0]
+    best = max(points, key=lambda p: (p["speedup"], -p["count"]))
+    entry = {
+        "stage": "spectrograms_weak",
+        "axis": "ranks",
+        "metric": "work seconds with the work per rank fixed (efficiency = T(1) / T(n))",
+        "group": _common_folder(collected, runs),
+        "task": f"log-mel spectrograms of {runs[0].clips_per_rank} clips per rank",
+        "cores": cores,
+        "cores_source": cores_source,
+        "points": points,
+        "baseline": base,
+        "best": best,
+        "speedup": best["speedup"],
+        "efficiency": best["efficiency"],
+        "core_efficiency": best["core_efficiency"],
+        "fit": {"serial_fraction": None, "serial_fraction_se": None, "note": "weak scaling"},
+        "fit_curve": {"intercept": None, "slope": None},
+    }
+    entry.update(_choices(points))
+    return entry
+
+
+def _choices(points: Sequence[dict]) -> dict:
+    """The fastest setting of a sweep, and its most core-efficient parallel one.
+
+    The baseline is 100 % efficient by definition, so the most core-efficient setting is
+    looked for among the others (the baseline when it is the only one); ties go to fewer
+    workers.
+    """
+    fastest = max(points, key=lambda p: (p["speedup"], -p["count"]))
+
+    def per_core(p: dict) -> float:
+        value = p["core_efficiency"] if p["core_efficiency"] is not None else p["efficiency"]
+        return round(value, 3)
+
+    parallel = [p for p in points if p["count"] != points[0]["count"]] or list(points)
+    efficient = max(parallel, key=lambda p: (per_core(p), -p["count"]))
+    return {
+        "fastest": fastest["count"],
+        "most_efficient": efficient["count"],
+        "most_efficient_per_core": per_core(efficient),
+    }
 
 
 def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
@@ -226,16 +395,21 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         inter = {r.inter_op for r in at if r.inter_op}
         devices = {r.device for r in at if r.device}
         throughputs = [r.throughput for r in at if r.throughput]
+        overheads = [r.overhead_fraction for r in at if r.overhead_fraction is not None]
+        bound = {r.bound_cpus for r in at if r.bound_cpus}
         hosts = [r.host for r in at if r.host]
         points.append(
             {
                 **_point_dict(p),
                 "samples_per_second": statistics.median(throughputs) if throughputs else None,
                 "epochs": sum(len(r.epochs) for r in at),
+                "epoch_overhead": statistics.median(overheads) if overheads else None,
+                "bound_cpus": sorted(bound),
                 "hosts": sorted(set(hosts)),
                 "config": (
                     f"{plural(p.count, 'intra-op thread')}"
                     + (f" + {min(inter)} inter-op" if len(inter) == 1 else "")
+                    + (f" on {plural(min(bound), 'core')}" if len(bound) == 1 else "")
                     + (f", {'/'.join(sorted(devices))}" if devices else "")
                     + f", {_hosts_text(hosts)}"
                 ),
@@ -247,7 +421,8 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     return _sweep_entry(
         stage="train",
         axis="threads",
-        metric="seconds per epoch (median over the epochs after the first, then over repeats)",
+        metric="seconds per epoch of training steps (median over the epochs after the first, "
+        "then over repeats; validation, callbacks and checkpoints apart)",
         group=group,
         task=task,
         result=result,
@@ -342,8 +517,23 @@ def _sweep_entry(
         "fit": result.fit.as_dict(),
         "fit_curve": {"intercept": result.fit.intercept, "slope": result.fit.slope},
     }
+    entry.update(_choices(points))
+    if len(points) > 1 and best["count"] == base["count"]:
+        entry["verdict"] = (
+            f"more {axis} were slower: overhead dominates at this size"
+            + _break_even_text(points, axis=axis)
+        )
     _sweep_notes(entry, notes, unit=axis)
     return entry
+
+
+def _break_even_text(points: Sequence[dict], *, axis: str) -> str:
+    sizes = [
+        f"{plural(p['count'], axis[:-1])} from {p['break_even_clips_per_rank']:g} clips per rank"
+        for p in points
+        if p.get("break_even_clips_per_rank") is not None
+    ]
+    return f" (measured break-even: {'; '.join(sizes)})" if sizes else ""
 
 
 def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:

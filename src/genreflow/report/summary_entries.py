@@ -22,6 +22,7 @@ def load_balance_entry(collected: Collected, run: SpectrogramRun) -> dict:
     return {
         "path": collected.relative(run.path),
         "n_ranks": run.n_ranks,
+        "scaling": run.scaling,
         "ranks_recorded": len(run.ranks),
         "imbalance": max(totals) / mean_total if mean_total > 0 else None,
         "work_imbalance": max(works) / mean_work if mean_work > 0 else None,

@@ -12,6 +12,7 @@ from typing import Any
 #: Display titles of the summary's ``stages[].stage`` values.
 STAGE_TITLES = {
     "spectrograms": "spectrograms",
+    "spectrograms_weak": "spectrograms, weak scaling",
     "train": "training",
     "train_workers": "training (data-parallel workers)",
 }
@@ -70,6 +71,36 @@ def format_fraction_fit(fit: Mapping[str, Any]) -> str:
     return f"f = {f:.3f} ± {se:.3f}" if se is not None else f"f = {f:.3f} (no uncertainty)"
 
 
+def stage_line(stage: Mapping[str, Any]) -> str:
+    """One sweep in a line: every point's time and speed-up, the fastest and the most
+    core-efficient setting, the Amdahl fit where it describes the data, and the verdict."""
+    unit = stage["axis"][:-1]
+    title = STAGE_TITLES.get(stage["stage"], stage["stage"])
+    weak = stage["stage"].endswith("_weak")
+    shown = []
+    for p in stage["points"]:
+        figures = [] if weak else [format_speedup(p["speedup"])]
+        if p["count"] != stage["baseline"]["count"]:
+            figures.append(f"efficiency {format_percent(p['efficiency'])}")
+        if p.get("oversubscribed"):
+            figures.append("more than the cores")
+        text = f"{plural(p['count'], unit)} {format_seconds(p['seconds'])}"
+        shown.append(text + (f" ({', '.join(figures)})" if figures else ""))
+    text = f"{title}: {', '.join(shown)}"
+    if len(stage["points"]) > 1 and "fastest" in stage and not weak:
+        text += f"; fastest {plural(stage['fastest'], unit)}"
+        if stage.get("most_efficient") != stage["fastest"]:
+            text += (
+                f", most core-efficient {plural(stage['most_efficient'], unit)} "
+                f"({format_percent(stage.get('most_efficient_per_core'))} per core)"
+            )
+    if stage["fit"].get("serial_fraction") is not None:
+        text += f"; Amdahl {format_fraction_fit(stage['fit'])}"
+    if stage.get("verdict"):
+        text += f"; {stage['verdict']}"
+    return text + f" [{stage['task']}]"
+
+
 def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     """A few lines for a terminal: model quality, each sweep's speed-up, the report's notes.
 
@@ -104,27 +135,9 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         if q.get("verdict"):
             lines.append(f"  {q['verdict']}")
     for stage in summary.get("stages", []):
-        unit = stage["axis"][:-1]
-        base, best = stage["baseline"], stage["best"]
-        title = STAGE_TITLES.get(stage["stage"], stage["stage"])
-        if best["count"] == base["count"] and len(stage["points"]) > 1:
-            last = stage["points"][-1]
-            text = (
-                f"{title}: fastest at {plural(base['count'], unit)} "
-                f"({format_seconds(base['seconds'])}); {plural(last['count'], unit)}: "
-                f"{format_speedup(last['speedup'])}"
-            )
-        else:
-            text = (
-                f"{title}: {plural(base['count'], unit)} {format_seconds(base['seconds'])} -> "
-                f"{plural(best['count'], unit)} {format_seconds(best['seconds'])}, "
-                f"{format_speedup(stage['speedup'])}, "
-                f"efficiency {format_percent(stage['efficiency'])}"
-            )
-        if stage["fit"].get("serial_fraction") is not None:
-            text += f", Amdahl {format_fraction_fit(stage['fit'])}"
-        text += f" [{stage['task']}]"
-        lines.append(text)
+        lines.append(stage_line(stage))
+    for choice in summary.get("production", []):
+        lines.append(choice["text"])
     if not summary.get("stages"):
         lines.append("no stage timings found: no speed-ups to report")
     notes = [n for section in summary.get("notes", {}).values() for n in section]

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from genreflow import __version__
@@ -24,6 +25,7 @@ from genreflow.spectrograms.mpi import World, launcher_env
 from genreflow.spectrograms.outputs import BAD_FILES, NOTES, TIMINGS
 from genreflow.spectrograms.plan import Plan
 from genreflow.spectrograms.shards import INDEX, MARKER, IndexRow, parse_shard_name, write_index
+from genreflow.spectrograms.tasks import ClipTask
 
 
 @dataclass
@@ -40,6 +42,9 @@ class RankReport:
     seconds: dict[str, float] = field(default_factory=dict)
     started: float = 0.0  # epoch time the process started
     ready: float = 0.0  # epoch time it was ready to convert (imports, MPI, warm-up done)
+    work_start: float = 0.0  # epoch time it had its share (rank 0's plan scattered)
+    done: float = 0.0  # epoch time its share was converted and its last shard closed
+    threads: dict[str, Any] = field(default_factory=dict)  # BLAS/OpenMP pools in force
     index: list[tuple[int, IndexRow]] = field(default_factory=list)
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, path, reason)
     notes: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, path, note)
@@ -88,15 +93,20 @@ def finish_run(
     reports: list[RankReport],
     cfg: Mapping[str, Any],
     world: World,
-    n_frames: int,
+    extractor,
 ) -> dict[str, Any]:
-    """Rank 0: write index, bad files, notes, timings and (if the run passed) ``features.json``.
+    """Rank 0: write index, bad files, notes, previews, timings and (if the run passed)
+    ``features.json``.
 
     Resumed clips (``plan.recovered``) count in the outputs as if this run had converted them;
-    ``timings.json`` counts this run's work and gives the resumed clips apart.
+    ``timings.json`` counts this run's work and gives the resumed clips apart. Its
+    ``work_seconds`` is the parallel part (from the scatter to the last rank's last shard);
+    start-up, previews and writing the outputs are timed beside it.
     """
     from genreflow.core.config import config_hash
 
+    work_end = max(r.done for r in reports)
+    n_frames = extractor.segment_frames
     out = plan.out
     recovered = plan.recovered
     index = [
@@ -136,9 +146,17 @@ def finish_run(
         (name for part in (*recovered, *reports) for name, _ in part.shards),
         key=lambda n: _shard_sort_key(n),
     )
+    t0 = time.perf_counter()
+    good = {pos for part in (*recovered, *reports) for pos, _ in part.index}
+    preview_bytes = draw_previews(
+        [t for t in plan.previews if t.pos in good], out=out, extractor=extractor
+    )
+    previews_seconds = time.perf_counter() - t0
     first_start = min(r.started for r in reports)
-    startup = max(r.ready for r in reports) - first_start
-    wall = time.time() - first_start
+    work_start = min(r.work_start for r in reports)
+    startup = work_start - first_start
+    end = time.time()
+    wall = end - first_start
     hash_ = config_hash(cfg, ("audio", "mel"))
     summary = SpectrogramSummary(
         rank=0,
@@ -163,10 +181,15 @@ def finish_run(
             "n_ranks": world.size,
             "wall_seconds": summary.wall_seconds,
             "startup_seconds": summary.startup_seconds,
-            "work_seconds": round(wall - startup, 4),
+            "work_seconds": round(work_end - work_start, 4),
+            "previews_seconds": round(previews_seconds, 4),
+            "finish_seconds": round(end - work_end - previews_seconds, 4),
+            "start_time": round(first_start, 3),
+            "end_time": round(end, 3),
             "clips_per_second": round(summary.clips_per_second, 3),
             "hosts": sorted({r.host for r in reports}),
             "threads_per_rank": threads,
+            "blas_threads": sorted({r.threads.get("blas") or 0 for r in reports}),
             "thread_env": {k: os.environ.get(k) for k in BLAS_ENV},
             "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
             "files": new_files,
@@ -174,7 +197,9 @@ def finish_run(
             "bad": new_bad,
             "segments": sum(r.segments for r in reports),
             "bytes_in": sum(r.bytes_in for r in reports),
-            "bytes_written": sum(r.bytes_written for r in reports),
+            "bytes_written": sum(r.bytes_written for r in reports) + preview_bytes,
+            "scaling": "weak" if plan.weak_clips else "strong",
+            "clips_per_rank": plan.weak_clips // world.size if plan.weak_clips else None,
             "resumed_clips": resumed,
             "resume": plan.resume_note,
             "config_hash": hash_,
@@ -241,7 +266,30 @@ def _rank_record(r: RankReport, rec: Recovered) -> dict[str, Any]:
         "resumed_clips": rec.done,
         "resumed_shards": [name for name, _ in rec.shards],
         "seconds": {k: round(v, 4) for k, v in r.seconds.items()},
+        "threads": r.threads,
     }
+
+
+def draw_previews(tasks: list[ClipTask], *, out: Path, extractor) -> int:
+    """Draw the preview PNG of each clip in ``tasks`` that has none yet; bytes written.
+
+    Once per run on rank 0, after the timed work: each rank would otherwise import matplotlib
+    (~0.5 s) inside its share. A clip that cannot be decoded now (changed since) gets none.
+    """
+    from genreflow.core.errors import AudioError
+    from genreflow.spectrograms.previews import PREVIEWS, preview_name, write_preview
+
+    written = 0
+    for task in tasks:
+        path = out / PREVIEWS / preview_name(task.label, task.clip_id)
+        if path.is_file():
+            continue
+        try:
+            audio = extractor.load(task.path)
+        except AudioError:
+            continue
+        written += write_preview(path, extractor.logmel(audio.samples))
+    return written
 
 
 def _iso(epoch: float) -> str:

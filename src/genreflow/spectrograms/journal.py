@@ -107,7 +107,7 @@ def recover_journals(
 
     For each rank, the longest run of journals ``part-<rank>-0 .. k`` that check out: the
     journal reads, its shard is there with the recorded size, it continues the share where the
-    previous one stopped, and the previews of its clips are there.
+    previous one stopped.
 
     Returns
     -------
@@ -187,13 +187,15 @@ def _take_journal(
         index.append((int(pos), row))
     if sum(row.n_segments for _, row in index) != record["shard_rows"]:
         return False
+    # Rank 0 draws previews at the end of a run: those already there are kept, the rest drawn.
     previews = [
-        preview_name(by_pos[pos].label, by_pos[pos].clip_id)
+        name
         for pos, _ in index
         if by_pos[pos].preview
+        and (
+            out / PREVIEWS / (name := preview_name(by_pos[pos].label, by_pos[pos].clip_id))
+        ).is_file()
     ]
-    if not all((out / PREVIEWS / p).is_file() for p in previews):
-        return False
     failures = [(int(pos), str(path), str(reason)) for pos, path, reason in record["failures"]]
     notes = [(int(pos), str(path), str(note)) for pos, path, note in record["notes"]]
     if len(index) + len(failures) != len(positions):

@@ -11,7 +11,7 @@ import heapq
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class Plan:
     shares: list[Share]
     recovered: list[Recovered]
     resume_note: str | None = None  # the line logged about resuming (None: nothing to resume)
+    previews: list[ClipTask] = field(default_factory=list)  # the clips to draw a preview of
+    weak_clips: int | None = None  # weak scaling: the clips kept of the manifest
 
 
 def make_plan(
@@ -47,21 +49,34 @@ def make_plan(
     cfg: Mapping[str, Any],
     n_ranks: int,
     fresh: bool = False,
+    clips: int | None = None,
 ) -> Plan:
-    """Rank 0: read the manifest, split the clips into shares, resume or clear old outputs."""
+    """Rank 0: read the manifest, split the clips into shares, resume or clear old outputs.
+
+    ``clips`` (weak scaling) keeps only that many of the manifest's clips, evenly spaced.
+    """
     from genreflow.data.manifest_csv import read_manifest
 
     # First: even a run that fails below must not leave a directory that reads as complete.
     had_journals = has_journals(out)
     remove_stale_outputs(out, keep=frozenset() if fresh else None)
     manifest = Path(manifest).resolve()
+    wanted = clips
     clips = read_manifest(manifest)
+    if wanted is not None:
+        if wanted > len(clips):
+            raise StageError(
+                f"weak scaling wants {wanted} clips, the manifest has {len(clips)}: lower "
+                "preprocess.weak_scaling or the largest rank count"
+            )
+        clips = [clips[(i * len(clips)) // wanted] for i in range(wanted)]
     try:
         manifest_bytes = manifest.read_bytes()
     except OSError as exc:
         raise StageError(f"{manifest}: cannot read: {exc.strerror or exc}") from None
 
-    per_label = cfg["preprocess"]["previews_per_genre"]
+    # A weak-scaling run's features are a timing subset that nobody looks at: no previews.
+    per_label = 0 if wanted is not None else cfg["preprocess"]["previews_per_genre"]
     previews_left: dict[str, int] = {}
     tasks = []
     stats = []
@@ -135,6 +150,8 @@ def make_plan(
         ],
         recovered=recovered,
         resume_note=note,
+        previews=[t for t in tasks if t.preview],
+        weak_clips=wanted,
     )
 
 

@@ -4,9 +4,10 @@ Rank 0 reads the manifest, removes ``features.json`` and the other outputs deriv
 whole run, splits the clips into balanced shares by file size (longest-processing-time-first)
 and scatters them: paths and metadata only. Every rank decodes its clips, cuts them into log-mel
 segments (:class:`genreflow.spectrograms.logmel.FeatureExtractor`) and streams them into its own shards
-(:class:`genreflow.spectrograms.shards.ShardWriter`), writing preview PNGs for the clips it owns. Rank 0
+(:class:`genreflow.spectrograms.shards.ShardWriter`). Rank 0
 gathers counts, failures, decode notes, timings and index rows, writes ``index.csv``,
-``bad_files.csv``, ``notes.csv`` and ``timings.json``, and, only if few enough clips failed,
+``bad_files.csv``, ``notes.csv``, the preview PNGs (once per run, after the timed work, so
+that no rank pays for matplotlib) and ``timings.json``, and, only if few enough clips failed,
 ``features.json`` last. Formats: ``docs/formats.md``, "Features" and "Spectrogram timings".
 Read the result with :func:`genreflow.spectrograms.shards.open_features`.
 
@@ -54,7 +55,6 @@ from genreflow.spectrograms.finish import RankReport, SpectrogramSummary, finish
 from genreflow.spectrograms.journal import ShardJournal
 from genreflow.spectrograms.mpi import World, init_world
 from genreflow.spectrograms.plan import Plan, make_plan
-from genreflow.spectrograms.previews import PREVIEWS, preview_name, write_preview
 from genreflow.spectrograms.shards import IndexRow, ShardWriter
 from genreflow.spectrograms.tasks import Share
 
@@ -93,6 +93,7 @@ def run_spectrograms(
     world: World | None = None,
     started: float | None = None,
     fresh: bool = False,
+    weak_clips_per_rank: int | None = None,
 ) -> SpectrogramSummary:
     """Convert the clips of ``manifest`` into a feature directory ``out`` on every rank.
 
@@ -104,7 +105,7 @@ def run_spectrograms(
         ``manifest.csv`` (``genreflow manifest``).
     out : path-like
         Feature directory. A previous run's outputs there are removed first, except the
-        shards (and their previews) that an interrupted run with the same inputs finished:
+        shards that an interrupted run with the same inputs finished:
         those clips are not converted again (see the module docstring).
     cfg : mapping
         Validated config; uses ``audio``, ``mel`` and ``preprocess``.
@@ -115,6 +116,9 @@ def run_spectrograms(
         and ``startup_seconds`` count from it.
     fresh : bool
         Ignore (and remove) an earlier run's journals and shards: convert every clip.
+    weak_clips_per_rank : int, optional
+        Weak scaling: convert only this many clips per rank (spread evenly over the
+        manifest); ``timings.json`` records the run as a weak-scaling point.
 
     Returns
     -------
@@ -137,6 +141,7 @@ def run_spectrograms(
     # Every step that can fail on one rank alone is guarded, so no rank waits forever.
     with world.abort_on_error(what="genreflow spectrograms"):
         _import_kernels()
+        report.threads = _set_threads(int(cfg["preprocess"]["threads_per_rank"]))
         report.seconds["import"] = time.time() - started
         t0 = time.perf_counter()
         from genreflow.spectrograms.logmel import FeatureExtractor
@@ -153,7 +158,12 @@ def run_spectrograms(
         if world.is_root:
             try:
                 plan = make_plan(
-                    manifest=manifest, out=out, cfg=cfg, n_ranks=world.size, fresh=fresh
+                    manifest=manifest,
+                    out=out,
+                    cfg=cfg,
+                    n_ranks=world.size,
+                    fresh=fresh,
+                    clips=weak_clips_per_rank * world.size if weak_clips_per_rank else None,
                 )
                 shares = plan.shares
             except GenreflowError as exc:
@@ -161,6 +171,7 @@ def run_spectrograms(
                 shares = [{"error": str(exc)}] * world.size
         share = world.scatter(shares)
         report.seconds["setup"] = time.perf_counter() - t0
+        report.work_start = time.time()
     if isinstance(share, dict):
         if world.is_root:
             raise plan_error
@@ -170,13 +181,7 @@ def run_spectrograms(
         _convert_share(share, extractor=extractor, out=out, cfg=cfg, world=world, report=report)
         reports = world.gather(report)
         outcome = (
-            finish_run(
-                plan=plan,
-                reports=reports,
-                cfg=cfg,
-                world=world,
-                n_frames=extractor.segment_frames,
-            )
+            finish_run(plan=plan, reports=reports, cfg=cfg, world=world, extractor=extractor)
             if world.is_root
             else None
         )
@@ -201,6 +206,14 @@ def _import_kernels() -> None:
     from genreflow.spectrograms.stft import real_fft
 
     real_fft()
+
+
+def _set_threads(threads: int) -> dict:
+    """Size this rank's BLAS/OpenMP pools to ``threads`` and read back what is in force."""
+    from genreflow.core.threads import blas_threads, limit_blas_threads
+
+    limit_blas_threads(threads)
+    return blas_threads()
 
 
 def _warm_up(extractor) -> None:
@@ -229,11 +242,11 @@ def _convert_share(
     world: World,
     report: RankReport,
 ) -> None:
-    """Convert the rest of this rank's share into its shards and previews; fill ``report``."""
+    """Convert the rest of this rank's share into its shards; fill ``report``."""
     from genreflow.core.progress import progress
 
     seconds = report.seconds
-    for key in ("decode", "resample", "mel", "write", "previews"):
+    for key in ("decode", "resample", "mel", "write"):
         seconds[key] = 0.0
     fault = world.rank in _faulty_ranks()
     delay = _fault_delay()
@@ -247,7 +260,6 @@ def _convert_share(
         first_index=share.first_shard,
         on_finished=journal.shard_finished,
     )
-    preview_bytes = 0
     tasks = share.tasks
     desc = f"spectrograms (rank 0 of {world.size})"
     with writer:
@@ -293,13 +305,6 @@ def _convert_share(
             )
             report.index.append((task.pos, row))
             journal.index.append((task.pos, row))
-            if task.preview:
-                t0 = time.perf_counter()
-                preview_bytes += write_preview(
-                    out / PREVIEWS / preview_name(task.label, task.clip_id),
-                    extractor.logmel(audio.samples),
-                )
-                seconds["previews"] += time.perf_counter() - t0
             journal.positions.append(task.pos)  # done: the next finished shard journals it
             if fault:
                 raise RuntimeError(
@@ -310,8 +315,9 @@ def _convert_share(
         t0 = time.perf_counter()
     seconds["write"] += time.perf_counter() - t0  # finalising the last shard
     report.shards = list(writer.finished)
-    report.bytes_written = writer.bytes_written + preview_bytes
-    seconds["total"] = time.time() - report.started
+    report.bytes_written = writer.bytes_written
+    report.done = time.time()
+    seconds["total"] = report.done - report.started
 
 
 def _failed(report: RankReport, journal: ShardJournal, failure: tuple[int, str, str]) -> None:

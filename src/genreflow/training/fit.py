@@ -87,6 +87,7 @@ class _Run:
     batch: dict[str, Any]
     threads: Mapping[str, Any]
     clock: tuple[float, float, str]
+    role: str = "production"
 
     @property
     def tcfg(self) -> Mapping[str, Any]:
@@ -110,6 +111,7 @@ def train_model(
     verbose: int | None = None,
     workers: WorkerGroup | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    role: str = "production",
 ) -> TrainResult:
     """Train (or resume training) and export ``out_dir``.
 
@@ -132,6 +134,9 @@ def train_model(
     strategy : tf.distribute.MultiWorkerMirroredStrategy, optional
         The strategy of ``workers`` (from :func:`genreflow.training.distributed.build_strategy`);
         required when there are several workers. Only the chief (worker 0) writes files.
+    role : {"production", "sweep"}
+        Recorded in ``timings.json``: a sweep run is a timing point of the report; a
+        production run is not (it may share its node with other jobs).
 
     Returns
     -------
@@ -146,6 +151,7 @@ def train_model(
         verbose=verbose,
         workers=workers,
         strategy=strategy,
+        role=role,
     )
     tcfg, group = run.tcfg, run.group
     data = read_training_data(features_dir, tcfg=tcfg)
@@ -193,6 +199,7 @@ def _settings(
     verbose: int | None,
     workers: WorkerGroup | None,
     strategy: tf.distribute.Strategy | None,
+    role: str,
 ) -> _Run:
     """The run's settings from :func:`train_model`'s arguments, its clock started now."""
     clock = (
@@ -215,6 +222,7 @@ def _settings(
         batch=worker_batch(tcfg, workers=group.count),
         threads=threads,
         clock=clock,
+        role=role,
     )
 
 
@@ -358,6 +366,7 @@ def _export(
         allreduce=pipelines.allreduce,
         gradient_values=pipelines.gradient_values,
     )
+    timings["role"] = run.role
     write_json(run.out / "timings.json", timings)
     _print_exported(run, state=state, timings=timings)
     return _result(run, state=state, resumed_from=resumed_from, timings=timings)

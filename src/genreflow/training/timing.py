@@ -147,16 +147,20 @@ def run_timings(
     ``clock`` is the run's start: ``(time.perf_counter(), time.process_time(), ISO start time)``.
     """
     started, cpu_started, started_at = clock
+    now = time.perf_counter()
     timings = training_timings(
         epoch_timings,
         threads=threads,
         device=device,
-        total_seconds=time.perf_counter() - started,
+        total_seconds=now - started,
         cpu_seconds=time.process_time() - cpu_started,
         started=started_at,
         resumed_from=resumed_from,
         batch_size=batch["per_worker"],
     )
+    # Epoch seconds, so that the report can tell runs that shared a host at the same time.
+    timings["end_time"] = round(time.time(), 3)
+    timings["start_time"] = round(timings["end_time"] - (now - started), 3)
     if group.distributed:
         timings["workers"] = workers_timings(
             group,

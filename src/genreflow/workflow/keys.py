@@ -36,6 +36,7 @@ TRAIN_SPEED_KEYS = (
     "workers",
     "bench_workers",
     "port_base",
+    "bind_cores",
 )
 
 #: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``,
@@ -49,7 +50,7 @@ TRAIN_CLI_KEYS = (
 )
 
 #: Keys of ``preprocess`` that choose which jobs run, not what one job writes.
-PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks")
+PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks", "weak_scaling")
 
 #: ``train`` keys that only bound or place a run; changing them keeps checkpoints resumable.
 RUN_LENGTH_KEYS = (
