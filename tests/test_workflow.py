@@ -211,6 +211,36 @@ def test_one_spectrogram_job_per_rank_count(tmp_path, ranks, production, mpi_ran
     assert train["input"][0].endswith(f"/ranks{production}/features.json")
 
 
+def test_auto_production_waits_for_the_sweeps_and_takes_their_choice(tmp_path):
+    auto = {"production_ranks": "auto", "weak_scaling": 3}
+    cfg = merged(TINY, {"preprocess": auto, "train": {"production_threads": "auto"}})
+    jobs = dry_run(tmp_path, cfg)
+    (ranks_choice,) = [j for j in jobs if j["rule"] == "production_features"]
+    assert (
+        sorted(Path(p).parent.name for p in ranks_choice["input"])
+        == ["ranks1"] * 2 + ["ranks2"] * 2
+    )
+    assert ranks_choice["output"][0].endswith("/production.json")
+    (threads_choice,) = [j for j in jobs if j["rule"] == "production_threads"]
+    assert sorted(Path(p).parent.name for p in threads_choice["input"]) == ["threads1", "threads2"]
+    (train,) = [j for j in jobs if j["rule"] == "train"]
+    assert ranks_choice["output"][0] in train["input"]
+    assert threads_choice["output"][0] in train["input"]
+    assert "--threads-from " in train["shell"] and "/features/" in train["shell"]
+    assert re.search(r"--features \S*/production ", train["shell"]), train["shell"]
+    # The production job asks for the most cores any sweep point had.
+    assert train["resources"]["cpus_per_task"] == "2"
+    weak = sorted(
+        Path(p).parent.name
+        for j in jobs
+        if j["rule"] in ("spectrograms_weak", "spectrograms_weak_single")
+        for p in j["output"]
+    )
+    assert weak == ["ranks1", "ranks2"]
+    (weak2,) = [j for j in jobs if j["rule"] == "spectrograms_weak"]
+    assert "--weak-clips-per-rank 3" in weak2["shell"] and "/weak3/ranks2" in weak2["shell"]
+
+
 def test_feature_path_follows_mel_and_model_path_ignores_threads(tmp_path: Path):
     base = dry_run(tmp_path / "base", TINY)
     mel = dry_run(tmp_path / "mel", merged(TINY, {"mel": {"n_mels": 64}}))
@@ -296,12 +326,18 @@ def _run_dir(path: Path, cfg: dict) -> Path:
 def _check_outputs(path: Path, cfg: dict) -> dict:
     """Assert every stage's outputs, logs and benchmarks exist and agree with the config."""
     run = _run_dir(path, cfg)
-    ranks = sorted(set(cfg["preprocess"]["ranks"]) | {cfg["preprocess"]["production_ranks"]})
-    bench_workers = sorted(cfg["train"].get("bench_workers", []))
-    threads = sorted(
-        set(cfg["train"]["threads"])
-        | ({cfg["train"]["production_threads"]} if bench_workers else set())
+    production_ranks = cfg["preprocess"].get("production_ranks", "auto")
+    production_threads = cfg["train"].get("production_threads", "auto")
+    weak = cfg["preprocess"].get("weak_scaling")
+    ranks = sorted(
+        set(cfg["preprocess"]["ranks"])
+        | ({production_ranks} if production_ranks != "auto" else set())
     )
+    bench_workers = sorted(cfg["train"].get("bench_workers", []))
+    worker_threads = (
+        min(cfg["train"]["threads"]) if production_threads == "auto" else production_threads
+    )
+    threads = sorted(set(cfg["train"]["threads"]) | ({worker_threads} if bench_workers else set()))
     workers = cfg["train"].get("workers", 1)
 
     snapshots = {p.stem.split("-")[0]: p for p in (run / "config").glob("*.yaml")}
@@ -312,7 +348,10 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
     assert (run / "manifest.csv").is_file() and (run / "manifest.json").is_file()
 
     (features,) = (run / "features").iterdir()
-    assert sorted(p.name for p in features.iterdir()) == [f"ranks{n}" for n in ranks]
+    expected = [f"ranks{n}" for n in ranks] + ([f"weak{weak}"] if weak else [])
+    if production_ranks == "auto":
+        expected += ["production", "production.json"]
+    assert sorted(p.name for p in features.iterdir()) == sorted(expected)
     timings = {}
     for n in ranks:
         folder = features / f"ranks{n}"
@@ -324,9 +363,27 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
         assert sorted(r["rank"] for r in timing["ranks"]) == list(range(n))
         timings[n] = timing
 
+    if weak:
+        for n in cfg["preprocess"]["ranks"]:
+            timing = json.loads(
+                (features / f"weak{weak}" / f"ranks{n}" / "timings.json").read_text()
+            )
+            assert (timing["scaling"], timing["files"]) == ("weak", weak * n)
+    if production_ranks == "auto":
+        # Training read the sweep's fastest run, through the link the choice wrote.
+        choice = json.loads((features / "production.json").read_text())
+        work = {n: t["work_seconds"] for n, t in timings.items()}
+        assert choice["chosen"] == min(work, key=lambda n: (work[n], n))
+        assert (features / "production").resolve() == (features / f"ranks{choice['chosen']}")
+    # Every rank of every run had the BLAS threads the config names, read back.
+    for timing in timings.values():
+        assert timing["blas_threads"] == [cfg["preprocess"].get("threads_per_rank", 1)]
+
     (models,) = (run / "models").iterdir()
     assert sorted(p.name for p in (models / "bench").iterdir()) == sorted(
-        [f"threads{n}" for n in threads] + [f"workers{n}" for n in bench_workers]
+        [f"threads{n}" for n in threads]
+        + [f"workers{n}" for n in bench_workers]
+        + (["production.json"] if production_threads == "auto" else [])
     )
     for n in threads:
         bench = json.loads((models / "bench" / f"threads{n}" / "timings.json").read_text())
@@ -340,15 +397,28 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
         assert (models / "model" / name).is_file()
     production = json.loads((models / "model" / "timings.json").read_text())
     assert production.get("workers", {"count": 1})["count"] == workers
+    assert production["role"] == "production"
+    if production_threads == "auto":
+        choice = json.loads((models / "bench" / "production.json").read_text())
+        assert production["threads"]["intra_op"] == choice["chosen"]
+    else:
+        assert production["threads"]["intra_op"] == production_threads
     metrics = json.loads((models / "eval" / "metrics.json").read_text())
     assert 0.0 <= metrics["clip_accuracy"] <= 1.0
     assert (models / "eval" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((run / "report" / "summary.json").read_text())
     assert Path(summary["files"]["html"]) == (run / "report" / "report.html").resolve()
     assert (run / "report" / "report.html").stat().st_size > 0
+    # No two timing runs shared a host at the same time: every sweep point is in the report.
+    notes = [n for section in summary["notes"].values() for n in section]
+    assert not [n for n in notes if "at the same time" in n], notes
+    (sweep,) = [s for s in summary["stages"] if s["stage"] == "spectrograms"]
+    assert sorted(p["count"] for p in sweep["points"]) == ranks
 
     jobs = ["demo_data", "manifest", "train", "evaluate", "report"]
     jobs += [f"spectrograms/ranks{n}" for n in ranks] + [f"train_bench/threads{n}" for n in threads]
+    if weak:
+        jobs += [f"spectrograms/weak{weak}-ranks{n}" for n in cfg["preprocess"]["ranks"]]
     jobs += [f"train_bench/workers{n}" for n in bench_workers]
     jobs += [f"config_snapshot/{p.stem}" for p in snapshots.values()]
     for job in jobs:

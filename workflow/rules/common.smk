@@ -120,7 +120,9 @@ AUTO_THREADS = PRODUCTION_THREADS == "auto"
 #: Threads of each data-parallel worker (the production run's, or the smallest of the sweep
 #: when that is chosen at run time) and the cores the production jobs ask for.
 WORKER_THREADS = min(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
-PRODUCTION_CORES = max(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
+PRODUCTION_CORES = (
+    max(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
+)
 TRAIN_WORKERS = config["train"]["workers"]
 BENCH_WORKERS = sorted(config["train"]["bench_workers"])
 # The workers sweep's 1-worker point is the thread sweep's run with the workers' threads.
@@ -159,10 +161,18 @@ def weak_marker(ranks: int | str) -> str:
 if PRODUCTION_RANKS == "auto":
     # Written when the sweep is done; `production` is a symlink to the fastest run's folder.
     PRODUCTION_FEATURES = f"{FEATURES_DIR}/production.json"
-    PRODUCTION_FEATURES_DIR = f"{FEATURES_DIR}/production"
 else:
     PRODUCTION_FEATURES = features_marker(PRODUCTION_RANKS)
-    PRODUCTION_FEATURES_DIR = f"{FEATURES_DIR}/ranks{PRODUCTION_RANKS}"
+
+
+def features_dir(wildcards, input) -> str:
+    """The folder of the production features: the marker's folder, or for the sweep's choice
+    (``production.json``) the ``production`` link beside it."""
+    path = str(input.features)
+    if os.path.basename(path) == "production.json":
+        return path.removesuffix(".json")
+    return os.path.dirname(path)
+
 
 #: The thread sweep's choice for the production jobs (train.production_threads: auto).
 THREADS_CHOICE = f"{MODELS_DIR}/bench/production.json"
@@ -234,7 +244,9 @@ def write_config_snapshot(*, path: str, log: str, digest: str) -> None:
 
 def stage_targets() -> list[str]:
     """Every stage's final output: timing features, thread-sweep runs, model, evaluation."""
-    ranks = set(TIMING_RANKS) | ({PRODUCTION_RANKS} if PRODUCTION_RANKS != "auto" else set())
+    ranks = set(TIMING_RANKS) | (
+        {PRODUCTION_RANKS} if PRODUCTION_RANKS != "auto" else set()
+    )
     targets = [features_marker(n) for n in sorted(ranks)]
     targets += [PRODUCTION_FEATURES]
     if WEAK_CLIPS_PER_RANK:

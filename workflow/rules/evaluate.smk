@@ -19,7 +19,7 @@ rule evaluate:
         "../envs/genreflow.yaml"
     threads: PRODUCTION_CORES
     params:
-        features=PRODUCTION_FEATURES_DIR,
+        features=features_dir,
         model=lambda wildcards, input: os.path.dirname(input.model),
         out=lambda wildcards, output: os.path.dirname(output.metrics),
     shell:

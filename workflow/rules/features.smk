@@ -76,7 +76,7 @@ if PRODUCTION_RANKS == "auto":
         conda:
             "../envs/genreflow.yaml"
         params:
-            link=PRODUCTION_FEATURES_DIR,
+            link=lambda wildcards, output: output.choice.removesuffix(".json"),
         shell:
             "genreflow choose --timings {input.timings:q} --out {output.choice:q}"
             " --link {params.link:q} > {log:q} 2>&1"

@@ -20,7 +20,7 @@ rule train_bench:
     resources:
         cpus_per_task=lambda wildcards: int(wildcards.threads),
     params:
-        features=PRODUCTION_FEATURES_DIR,
+        features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),
         epochs=config["train"]["bench_epochs"],
     # The sweep times exactly N threads even where Snakemake grants fewer cores.
@@ -55,7 +55,7 @@ rule train_bench_workers:
         cpus_per_task=WORKER_THREADS,
         mpi=worker_launcher(),
     params:
-        features=PRODUCTION_FEATURES_DIR,
+        features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),
         epochs=config["train"]["bench_epochs"],
         threads=WORKER_THREADS,
@@ -90,7 +90,7 @@ if TRAIN_WORKERS == 1:
         resources:
             cpus_per_task=PRODUCTION_CORES,
         params:
-            features=PRODUCTION_FEATURES_DIR,
+            features=features_dir,
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
             threads=production_threads_option,
@@ -122,7 +122,7 @@ else:
             cpus_per_task=PRODUCTION_CORES,
             mpi=worker_launcher(),
         params:
-            features=PRODUCTION_FEATURES_DIR,
+            features=features_dir,
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
             threads=production_threads_option,
@@ -138,7 +138,10 @@ if AUTO_THREADS:
     rule production_threads:
         """The fastest run of the thread sweep trains the production model (production_threads: auto)."""
         input:
-            timings=[f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in config["train"]["threads"]],
+            timings=[
+                f"{MODELS_DIR}/bench/threads{n}/timings.json"
+                for n in config["train"]["threads"]
+            ],
         output:
             choice=THREADS_CHOICE,
         log:
