@@ -179,7 +179,10 @@ def main(argv=None) -> int:
     from genreflow.data.splits import cross_validation_folds
 
     cfg = config_from_args(args)  # --config and --set exactly as the genreflow commands read them
-    intra, inter = cfg["train"]["production_threads"], cfg["train"]["inter_op_threads"]
+    # production_threads "auto" is the workflow's choice from its sweep: here, every core.
+    intra = cfg["train"]["production_threads"]
+    intra = (os.cpu_count() or 1) if intra == "auto" else int(intra)
+    inter = cfg["train"]["inter_op_threads"]
     set_thread_env(intra_op=intra, inter_op=inter)
     keep_freed_memory()
     threads = configure_tensorflow(intra_op=intra, inter_op=inter)

@@ -132,6 +132,63 @@ def sgemm_gflops(threads: int, *, n: int = 2048, repeat: int = 5) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+#: Iterates the training input pipeline alone (no model) in a fresh process bound to
+#: ``argv[2]`` cores: samples per second of the tf.data work an epoch needs, as
+#: ``genreflow train`` builds it (``genreflow.training.pipeline.train_input``).
+_INPUT_PROBE = """
+import json, sys, time
+from genreflow.core.threads import start_tensorflow
+threads, epochs = int(sys.argv[2]), int(sys.argv[3])
+start_tensorflow(intra_op=threads, inter_op=1, bind=True)
+from genreflow.commands._common import config_from_args
+import argparse
+cfg = config_from_args(argparse.Namespace(config=None, overrides=json.loads(sys.argv[4])))
+from genreflow.training.dataset import read_training_data
+from genreflow.training.distributed import WorkerGroup
+from genreflow.training.pipeline import train_input, training_samplers
+tcfg = cfg["train"]
+data = read_training_data(sys.argv[1], tcfg=tcfg)
+sampler, _ = training_samplers(tcfg, data=data, group=WorkerGroup(count=1, index=0, source="single"))
+ds = train_input(tcfg, data=data, sampler=sampler, batch_size=int(tcfg["batch_size"]))
+rates = []
+for epoch in range(epochs):
+    sampler.epoch = epoch
+    t0, n = time.perf_counter(), 0
+    for batch in ds:
+        n += int(batch[0].shape[0])
+    if epoch:  # the first epoch traces the pipeline's functions
+        rates.append(n / (time.perf_counter() - t0))
+print(json.dumps({"samples_per_second": sorted(rates)[len(rates) // 2]}))
+"""
+
+
+def input_only_rate(features: Path, *, threads: int, epochs: int, settings: list[str]) -> float:
+    """Samples/s of the training input pipeline alone (median over its epochs but the first)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_NUM_THREADS") and k != "TF_CONFIG" and not k.startswith("SLURM_")
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _INPUT_PROBE,
+            str(features),
+            str(threads),
+            str(max(epochs, 2)),
+            json.dumps(settings),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"input-only probe failed:\n{done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["samples_per_second"])
+
+
 def training_crop_frames(model_dir: Path, settings: list[str]) -> int:
     """Frames of a training example: ``train.crop_fraction`` of the model's segment frames."""
     from genreflow.commands._common import config_from_args
@@ -217,8 +274,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"intra_op={t['threads']['intra_op']}, inter_op={t['threads']['inter_op']})",
                     flush=True,
                 )
-        # The same machine's matmul peak, measured in this run, for each thread count.
+        # The same machine's matmul peak, measured in this run, for each thread count, and
+        # the input pipeline alone on as many cores.
         sgemm = {n: sgemm_gflops(n) for n in counts}
+        input_only = {
+            n: input_only_rate(features, threads=n, epochs=args.epochs, settings=args.settings)
+            for n in counts
+        }
         crop = training_crop_frames(Path(tmp) / "model-0-r0", args.settings)
         flops = training_flops_per_sample(Path(tmp) / "model-0-r0" / "model.keras", n_frames=crop)
     load_after = os.getloadavg()
@@ -227,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     for n, variant in keys:
         done = runs[(n, variant)]
         rates = [t["samples_per_second"] for t in done]
-        epoch_seconds = [e["seconds"] for t in done for e in t["epochs"] if not e["warmup"]]
+        steady = [e for t in done for e in t["epochs"] if not e["warmup"]]
+        epoch_seconds = [e["seconds"] for e in steady]
+        # Validation, callbacks and checkpoint writes: outside the training steps.
+        per_epoch = [e["seconds"] - e["train_seconds"] for e in steady]
         rows.append(
             {
                 "threads": n,
@@ -239,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
                 "samples_per_second_max": max(rates),
                 "samples_per_second_runs": rates,
                 "epoch_seconds_median": statistics.median(epoch_seconds),
+                "per_epoch_cost_seconds_median": statistics.median(per_epoch),
+                "per_epoch_cost_fraction": statistics.median(per_epoch)
+                / statistics.median(epoch_seconds),
+                "input_only_samples_per_second": input_only[n],
+                "bound_cpus": sorted({len(t["threads"].get("cpus") or []) for t in done}),
+                "precision": sorted({t.get("precision", "float32") for t in done}),
                 "samples_per_epoch": done[0]["epochs"][-1]["samples"],
                 "training_gflops": statistics.median(rates) * flops["training"] / 1e9,
                 "sgemm_gflops": sgemm[n],
@@ -257,19 +328,27 @@ def main(argv: list[str] | None = None) -> int:
         f"per training example ({crop} frames)"
     )
     print(
-        f"{'variant':<24} {'threads':>7} {'TF intra':>8} {'samples/s':>10} {'(min-max)':>15} {'s/epoch':>8} "
-        f"{'speed-up':>8} {'efficiency':>10} {'GFLOP/s':>8} {'SGEMM':>8} {'of SGEMM':>8}"
+        f"{'variant':<32} {'threads':>7} {'cores':>5} {'samples/s':>10} {'(min-max)':>15} "
+        f"{'s/epoch':>8} {'per-epoch':>9} {'input only':>10} {'speed-up':>8} {'efficiency':>10} "
+        f"{'GFLOP/s':>8} {'SGEMM':>8} {'of SGEMM':>8}"
     )
     for row in rows:
         spread = f"({row['samples_per_second_min']:.1f}-{row['samples_per_second_max']:.1f})"
         print(
-            f"{row['variant'] or '(as configured)':<24} "
-            f"{row['threads']:>7} {','.join(map(str, row['intra_op_read_back'])):>8} "
+            f"{row['variant'] or '(as configured)':<32} {row['threads']:>7} "
+            f"{','.join(map(str, row['bound_cpus'])):>5} "
             f"{row['samples_per_second_median']:>10.1f} {spread:>15} "
-            f"{row['epoch_seconds_median']:>8.2f} {row['speedup']:>8.2f} {row['efficiency']:>10.2f} "
+            f"{row['epoch_seconds_median']:>8.2f} {100 * row['per_epoch_cost_fraction']:>8.1f}% "
+            f"{row['input_only_samples_per_second']:>10.0f} "
+            f"{row['speedup']:>8.2f} {row['efficiency']:>10.2f} "
             f"{row['training_gflops']:>8.1f} {row['sgemm_gflops']:>8.1f} "
             f"{100 * row['fraction_of_sgemm']:>7.1f}%"
         )
+    print(
+        "samples/s: training steps only (epochs after the first); per-epoch: share of an epoch "
+        "outside the steps (validation, callbacks, checkpoints); input only: the tf.data "
+        "pipeline alone on the same cores; cores: CPUs the run was bound to"
+    )
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs"
     )

@@ -64,6 +64,16 @@ def test_defaults_load_and_match_the_schema():
             ["mel.fmax", "10000", "sample_rate/2 = 8000"],
         ),
         ({"mel.fmin": 12000}, ["mel.fmin", "12000", "below mel.fmax (11025"]),
+        # "auto" or a count
+        (
+            {"preprocess.production_ranks": "fast"},
+            ["preprocess.production_ranks", '"fast"', '"auto" or an integer >= 1'],
+        ),
+        (
+            {"train.production_threads": 0},
+            ["train.production_threads", "0", '"auto" or an integer >= 1'],
+        ),
+        ({"preprocess.weak_scaling": 0}, ["preprocess.weak_scaling", "null or an integer >= 1"]),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(overrides, must_mention):

@@ -138,7 +138,10 @@ def _draw(summary: dict, collected, out: Path) -> dict[str, str]:
         )
         drawn["scaling_workers"] = PLOT_FILES["scaling_workers"]
     if summary["load_balance"]:
-        entry = max(summary["load_balance"], key=lambda e: (e.get("scaling") != "weak", e["n_ranks"], e["path"]))
+        entry = max(
+            summary["load_balance"],
+            key=lambda e: (e.get("scaling") != "weak", e["n_ranks"], e["path"]),
+        )
         draw.plot_load_balance(entry=entry, path=out / PLOT_FILES["load_balance"])
         drawn["load_balance"] = PLOT_FILES["load_balance"]
         summary["load_balance_shown"] = entry["path"]

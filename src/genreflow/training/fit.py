@@ -156,8 +156,10 @@ def train_model(
     tcfg, group = run.tcfg, run.group
     data = read_training_data(features_dir, tcfg=tcfg)
     device = describe_device()
-    if tcfg["mixed_precision"] and device["device"] == "GPU":
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    policy = precision_policy(tcfg["mixed_precision"], device=device["device"])
+    if policy != "float32":
+        keras.mixed_precision.set_global_policy(policy)
+    device = {**device, "precision": policy}
     keras.utils.set_random_seed(int(tcfg["seed"]))
 
     model, state = _model_and_state(run, data=data)
@@ -187,6 +189,33 @@ def train_model(
 
 
 # --------------------------------------------------------------------------- model
+
+
+def precision_policy(setting: bool | str, *, device: str) -> str:
+    """The Keras dtype policy for ``train.mixed_precision`` on ``device`` ("CPU" or "GPU").
+
+    ``auto`` takes bfloat16 on a CPU only where it has AMX bfloat16 tiles: with AVX512_BF16
+    alone, mixed_bfloat16 measured slower than float32 on this project's CPUs (the casts
+    cost more than the narrower arithmetic saves; benchmarks/README.md).
+    """
+    if setting == "bfloat16":
+        return "mixed_bfloat16"
+    if setting == "auto":
+        if device == "GPU":
+            return "mixed_float16"
+        return "mixed_bfloat16" if "amx_bf16" in _cpu_flags() else "float32"
+    return "mixed_float16" if setting is True and device == "GPU" else "float32"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def _settings(

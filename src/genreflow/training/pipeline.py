@@ -339,6 +339,33 @@ def training_samplers(
     return train, valid
 
 
+def train_input(
+    tcfg: Mapping[str, Any], *, data: TrainingData, sampler: SegmentSampler, batch_size: int
+):
+    """The training split's pipeline with every augmentation ``tcfg`` asks for.
+
+    Also what ``benchmarks/bench_training.py`` iterates alone to time the input pipeline
+    without the model.
+    """
+    class_weights = (
+        balanced_class_weights(data.train_clips, n_labels=len(data.labels))
+        if tcfg["class_balance"] and not data.multilabel
+        else None
+    )
+    return make_dataset(
+        sampler,
+        mean=data.mean,
+        std=data.std,
+        batch_size=batch_size,
+        spec_augment=tcfg["spec_augment"],
+        crop_frames=round(float(tcfg["crop_fraction"]) * data.features.n_frames),
+        gain_db=float(tcfg["gain_db"]),
+        one_hot=None if data.multilabel else len(data.labels),
+        mixup=float(tcfg["mixup"]),
+        class_weights=class_weights,
+    )
+
+
 def training_pipelines(
     tcfg: Mapping[str, Any],
     *,
@@ -351,28 +378,11 @@ def training_pipelines(
     """The train and valid datasets (distributed over the workers when there is a strategy)."""
     train_sampler, valid_sampler = training_samplers(tcfg, data=data, group=group)
     batch_size = batch["per_worker"]
-    crop_frames = round(float(tcfg["crop_fraction"]) * data.features.n_frames)
     one_hot = None if data.multilabel else len(data.labels)
-    class_weights = (
-        balanced_class_weights(data.train_clips, n_labels=len(data.labels))
-        if tcfg["class_balance"] and not data.multilabel
-        else None
-    )
     mean, std = data.mean, data.std
 
     def train_data(context=None):
-        return make_dataset(
-            train_sampler,
-            mean=mean,
-            std=std,
-            batch_size=batch_size,
-            spec_augment=tcfg["spec_augment"],
-            crop_frames=crop_frames,
-            gain_db=float(tcfg["gain_db"]),
-            one_hot=one_hot,
-            mixup=float(tcfg["mixup"]),
-            class_weights=class_weights,
-        )
+        return train_input(tcfg, data=data, sampler=train_sampler, batch_size=batch_size)
 
     def valid_data(context=None):
         return make_dataset(

@@ -72,6 +72,7 @@ def training_timings(
         "device": device["device"],
         "device_name": device["device_name"],
         "devices": device["devices"],
+        "precision": device.get("precision", "float32"),
         "host": socket.gethostname(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
