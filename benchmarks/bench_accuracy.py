@@ -183,6 +183,7 @@ def main(argv=None) -> int:
     intra = cfg["train"]["production_threads"]
     intra = (os.cpu_count() or 1) if intra == "auto" else int(intra)
     inter = cfg["train"]["inter_op_threads"]
+    inter = intra if inter == "auto" else int(inter)
     set_thread_env(intra_op=intra, inter_op=inter)
     keep_freed_memory()
     threads = configure_tensorflow(intra_op=intra, inter_op=inter)

@@ -139,7 +139,7 @@ _INPUT_PROBE = """
 import json, sys, time
 from genreflow.core.threads import start_tensorflow
 threads, epochs = int(sys.argv[2]), int(sys.argv[3])
-start_tensorflow(intra_op=threads, inter_op=1, bind=True)
+start_tensorflow(intra_op=threads, inter_op=threads, bind=True)
 from genreflow.commands._common import config_from_args
 import argparse
 cfg = config_from_args(argparse.Namespace(config=None, overrides=json.loads(sys.argv[4])))

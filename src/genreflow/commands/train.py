@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     group = detect_workers(requested=requested)
     intra = production_threads(args, cfg)
     inter = cfg["train"]["inter_op_threads"]
+    inter = intra if inter == "auto" else int(inter)
     # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
     keep_freed_memory()
     threads = start_tensorflow(intra_op=intra, inter_op=inter, bind=cfg["train"]["bind_cores"])

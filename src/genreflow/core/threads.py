@@ -116,7 +116,7 @@ def start_tensorflow(*, intra_op: int, inter_op: int, bind: bool = False) -> dic
         What :func:`configure_tensorflow` reads back.
     """
     if bind:
-        bind_to_cores(intra_op, slot=int(os.environ.get(WORKER_SLOT_ENV, "0") or 0))
+        bind_to_cores(intra_op, slot=worker_slot())
     set_thread_env(intra_op=intra_op, inter_op=inter_op)
     settings = configure_tensorflow(intra_op=intra_op, inter_op=inter_op)
     # BLAS libraries loaded before the environment was set keep their pools: size them now.
@@ -187,6 +187,17 @@ def blas_threads() -> dict:
 #: Set by ``genreflow train --workers N`` for each local worker it starts: its slot on this
 #: machine, so that bound workers take different cores.
 WORKER_SLOT_ENV = "GENREFLOW_WORKER_SLOT"
+
+
+def worker_slot(environ: dict | None = None) -> int:
+    """This process's slot among the workers started on its machine: the one
+    ``genreflow train --workers N`` gave it, else the SLURM task's node-local id, else 0."""
+    env = os.environ if environ is None else environ
+    for name in (WORKER_SLOT_ENV, "SLURM_LOCALID"):
+        value = env.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def bind_to_cores(count: int, *, slot: int = 0) -> list[int] | None:

@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from genreflow.core.threads import WORKER_SLOT_ENV
+
 __all__ = ["free_ports", "run_local_workers", "tf_config"]
 
 
@@ -72,7 +74,10 @@ def run_local_workers(
     procs: list[subprocess.Popen] = []
     relays: list[threading.Thread] = []
     for index in range(count):
-        env = dict(os.environ, TF_CONFIG=tf_config(addresses, index))
+        # Each worker's slot on this machine: bound workers take different cores.
+        env = dict(
+            os.environ, TF_CONFIG=tf_config(addresses, index), **{WORKER_SLOT_ENV: str(index)}
+        )
         if index == 0:
             proc = subprocess.Popen(list(argv), env=env)
         else:
