@@ -98,8 +98,16 @@ def test_training_takes_its_threads_from_the_choice(tone_features, tmp_path):
     assert len(timings["threads"]["cpus"]) == 1  # bound to one core (train.bind_cores)
 
 
-def test_auto_threads_outside_the_workflow_ask_for_a_count(tone_features, tmp_path, capsys):
-    args = train_args(tone_features, tmp_path / "m", "--set", "train.production_threads=auto")
-    assert main(args) != 0
-    err = capsys.readouterr().err
-    assert "train.production_threads is auto" in err and "--threads" in err
+def test_auto_threads_by_hand_take_every_cpu_and_give_the_caller_its_cores_back(
+    tone_features, tmp_path, capsys
+):
+    before = os.sched_getaffinity(0)
+    model = tmp_path / "m"
+    args = train_args(
+        tone_features, model, "--epochs", "1", "--set", "train.production_threads=auto"
+    )
+    assert main(args) == 0
+    assert "train.production_threads is auto and no sweep choice" in capsys.readouterr().out
+    timings = read_json(model / "timings.json")
+    assert timings["threads"]["intra_op"] == len(before)
+    assert os.sched_getaffinity(0) == before  # trained in-process: the binding is undone

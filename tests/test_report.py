@@ -453,22 +453,18 @@ def test_slower_with_more_ranks_says_overhead_dominates_and_gives_the_break_even
     folder = results / "demo" / "features" / "feedc0de"
     # 100 clips: 1 rank works 2.0 s with 1 s of fixed costs; 2 ranks work 1.5 s (faster per
     # clip) but pay 2 s of fixed costs, so their work alone is faster and the wall time not.
-    _edit_timings(
-        folder / "ranks1" / "timings.json",
-        start_time=0.0,
-        end_time=3.0,
-        wall_seconds=3.0,
-        startup_seconds=0.5,
-        work_seconds=2.0,
-    )
-    _edit_timings(
-        folder / "ranks2" / "timings.json",
-        start_time=10.0,
-        end_time=13.5,
-        wall_seconds=3.5,
-        startup_seconds=1.0,
-        work_seconds=1.5,
-    )
+    for n, (start, wall, startup, work) in {
+        1: (0.0, 3.0, 0.5, 2.0),
+        2: (10.0, 3.5, 1.0, 1.5),
+    }.items():
+        _edit_timings(
+            folder / f"ranks{n}" / "timings.json",
+            start_time=start,
+            end_time=start + wall,
+            wall_seconds=wall,
+            startup_seconds=startup,
+            work_seconds=work,
+        )
     summary = build_report(results=results, out=tmp_path / "report")
     (entry,) = summary["stages"]
     two = entry["points"][1]

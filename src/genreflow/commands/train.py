@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             from genreflow.training.launch import run_local_workers
 
             return run_local_workers(worker_command(args), count=requested)
-    from genreflow.training.distributed import build_strategy, detect_workers
+    from genreflow.training.distributed import detect_workers
 
     group = detect_workers(requested=requested)
     intra = production_threads(args, cfg)
@@ -95,7 +96,16 @@ def run(args: argparse.Namespace) -> int:
     inter = intra if inter == "auto" else int(inter)
     # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
     keep_freed_memory()
-    threads = start_tensorflow(intra_op=intra, inter_op=inter, bind=cfg["train"]["bind_cores"])
+    with restored_affinity():
+        threads = start_tensorflow(intra_op=intra, inter_op=inter, bind=cfg["train"]["bind_cores"])
+        _train(args, cfg=cfg, group=group, threads=threads)
+    return 0
+
+
+def _train(args: argparse.Namespace, *, cfg, group, threads) -> None:
+    """The worker group's strategy, then training (threads and cores already set)."""
+    from genreflow.training.distributed import build_strategy
+
     # The strategy right after the thread settings: it starts TensorFlow's runtime.
     strategy, group = build_strategy(group, port_base=cfg["train"]["port_base"])
 
@@ -112,12 +122,10 @@ def run(args: argparse.Namespace) -> int:
         strategy=strategy,
         role="sweep" if args.sweep_point else "production",
     )
-    return 0
 
 
 def production_threads(args: argparse.Namespace, cfg) -> int:
     """``--threads``, else the count of ``--threads-from``, else ``train.production_threads``."""
-    from genreflow.core.errors import ConfigError
 
     if args.threads:
         return args.threads
@@ -127,11 +135,30 @@ def production_threads(args: argparse.Namespace, cfg) -> int:
         return int(read_choice(args.threads_from)["chosen"])
     value = cfg["train"]["production_threads"]
     if value == "auto":
-        raise ConfigError(
-            "train.production_threads is auto: the workflow chooses it from the thread sweep; "
-            "outside the workflow give --threads N or --threads-from production.json"
+        # The workflow passes the sweep's choice; run by hand, take every CPU we may use.
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        count = cpus or os.cpu_count() or 1
+        print(
+            f"train: train.production_threads is auto and no sweep choice was given "
+            f"(--threads-from): using the {count} CPU(s) this process may run on",
+            flush=True,
         )
+        return count
     return int(value)
+
+
+@contextlib.contextmanager
+def restored_affinity():
+    """Give the calling thread its CPU affinity back afterwards (``train.bind_cores`` binds
+    it): a caller that trains in-process (tests, notebooks) keeps all of its cores."""
+    if not hasattr(os, "sched_getaffinity"):
+        yield
+        return
+    original = os.sched_getaffinity(0)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, original)
 
 
 def parse_workers(value: str) -> int | None:

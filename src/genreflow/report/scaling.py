@@ -92,15 +92,13 @@ def fit_amdahl(*, counts: Sequence[float], times: Sequence[float]) -> AmdahlFit:
     if n.shape != t.shape or n.ndim != 1:
         raise ValueError(f"counts {n.shape} and times {t.shape} must be 1-D and the same length")
     k, distinct = len(n), len(set(n.tolist()))
+
+    def no_fit(note: str) -> AmdahlFit:
+        return AmdahlFit(None, None, None, None, k, distinct, note)
+
     if distinct < 2:
-        return AmdahlFit(
-            None,
-            None,
-            None,
-            None,
-            k,
-            distinct,
-            f"not enough points for a fit: {distinct} distinct count(s), Amdahl's law needs 2",
+        return no_fit(
+            f"not enough points for a fit: {distinct} distinct count(s), Amdahl's law needs 2"
         )
     design = np.column_stack([np.ones(k), 1.0 / n])
     (a, b), *_ = np.linalg.lstsq(design, t, rcond=None)
@@ -122,25 +120,9 @@ def fit_amdahl(*, counts: Sequence[float], times: Sequence[float]) -> AmdahlFit:
         note = "two points fix the line exactly: no residual left to estimate an uncertainty"
     # Outside [0, 1] the law does not describe the data: report why instead of a number.
     if f < 0:
-        return AmdahlFit(
-            None,
-            None,
-            None,
-            None,
-            k,
-            distinct,
-            "none: times fall faster than 1/n (super-linear: caches, or noise)",
-        )
+        return no_fit("none: times fall faster than 1/n (super-linear: caches, or noise)")
     if f > 1:
-        return AmdahlFit(
-            None,
-            None,
-            None,
-            None,
-            k,
-            distinct,
-            "none: more workers made it slower (overhead dominates at this size)",
-        )
+        return no_fit("none: more workers made it slower (overhead dominates at this size)")
     return AmdahlFit(a, b, f, se, k, distinct, note)
 
 

@@ -336,27 +336,35 @@ def _weak_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
                 "runs_paths": [collected.relative(r.path) for r in at],
             }
         )
-    base = points[0]
-    best = max(points, key=lambda p: (p["speedup"], -p["count"]))
-    entry = {
-        "stage": "spectrograms_weak",
-        "axis": "ranks",
-        "metric": "work seconds with the work per rank fixed (efficiency = T(1) / T(n))",
-        "group": _common_folder(collected, runs),
-        "task": f"log-mel spectrograms of {runs[0].clips_per_rank} clips per rank",
-        "cores": cores,
-        "cores_source": cores_source,
+    return _entry(
+        stage="spectrograms_weak",
+        axis="ranks",
+        metric="work seconds with the work per rank fixed (efficiency = T(1) / T(n))",
+        group=_common_folder(collected, runs),
+        task=f"log-mel spectrograms of {runs[0].clips_per_rank} clips per rank",
+        cores=cores,
+        cores_source=cores_source,
+        points=points,
+        base=points[0],
+        best=max(points, key=lambda p: (p["speedup"], -p["count"])),
+        fit={"serial_fraction": None, "serial_fraction_se": None, "note": "weak scaling"},
+        fit_curve={"intercept": None, "slope": None},
+    )
+
+
+def _entry(*, points: list[dict], base: dict, best: dict, **fields) -> dict:
+    """A sweep's summary entry: its fields, points, baseline and best point, the best point's
+    ratios, and the fastest and most core-efficient settings."""
+    return {
+        **fields,
         "points": points,
         "baseline": base,
         "best": best,
         "speedup": best["speedup"],
         "efficiency": best["efficiency"],
         "core_efficiency": best["core_efficiency"],
-        "fit": {"serial_fraction": None, "serial_fraction_se": None, "note": "weak scaling"},
-        "fit_curve": {"intercept": None, "slope": None},
+        **_choices(points),
     }
-    entry.update(_choices(points))
-    return entry
 
 
 def _choices(points: Sequence[dict]) -> dict:
@@ -500,24 +508,20 @@ def _sweep_entry(
     """One sweep's summary entry; its caveats are added to ``notes`` (the axis names the unit)."""
     base = next(p for p in points if p["count"] == result.baseline.count)
     best = next(p for p in points if p["count"] == result.best.count)
-    entry = {
-        "stage": stage,
-        "axis": axis,
-        "metric": metric,
-        "group": group,
-        "task": task,
-        "cores": cores,
-        "cores_source": cores_source,
-        "points": points,
-        "baseline": base,
-        "best": best,
-        "speedup": best["speedup"],
-        "efficiency": best["efficiency"],
-        "core_efficiency": best["core_efficiency"],
-        "fit": result.fit.as_dict(),
-        "fit_curve": {"intercept": result.fit.intercept, "slope": result.fit.slope},
-    }
-    entry.update(_choices(points))
+    entry = _entry(
+        stage=stage,
+        axis=axis,
+        metric=metric,
+        group=group,
+        task=task,
+        cores=cores,
+        cores_source=cores_source,
+        points=points,
+        base=base,
+        best=best,
+        fit=result.fit.as_dict(),
+        fit_curve={"intercept": result.fit.intercept, "slope": result.fit.slope},
+    )
     if len(points) > 1 and best["count"] == base["count"]:
         entry["verdict"] = (
             f"more {axis} were slower: overhead dominates at this size"

@@ -188,14 +188,12 @@ def _take_journal(
     if sum(row.n_segments for _, row in index) != record["shard_rows"]:
         return False
     # Rank 0 draws previews at the end of a run: those already there are kept, the rest drawn.
-    previews = [
-        name
+    wanted = [
+        preview_name(by_pos[pos].label, by_pos[pos].clip_id)
         for pos, _ in index
         if by_pos[pos].preview
-        and (
-            out / PREVIEWS / (name := preview_name(by_pos[pos].label, by_pos[pos].clip_id))
-        ).is_file()
     ]
+    previews = [p for p in wanted if (out / PREVIEWS / p).is_file()]
     failures = [(int(pos), str(path), str(reason)) for pos, path, reason in record["failures"]]
     notes = [(int(pos), str(path), str(note)) for pos, path, note in record["notes"]]
     if len(index) + len(failures) != len(positions):
