@@ -224,14 +224,19 @@ def _method_section() -> list[Block]:
     return [
         Heading("Method"),
         Paragraph(
-            "Spectrograms: each job's timings.json gives its wall time and its startup time "
-            "(launching the ranks, imports, warm-up). Scaling uses the compute time, wall minus "
-            "startup, because startup does not shrink with more ranks; startup is shown beside "
-            "it. Training: each job's timings.json gives the seconds of every epoch; scaling "
-            "uses the median epoch time over the epochs after a run's first (which includes "
-            "TensorFlow's graph tracing; it is kept when it is the only one), because the "
-            "runs of a thread sweep train for different numbers of epochs and their totals are "
-            "not comparable. Runs of one sweep share a config hash and "
+            "Spectrograms: each job's timings.json splits its wall time into start-up "
+            "(launching the ranks, imports, warm-up, the plan), work (from the scatter to the "
+            "last rank's last shard), previews (drawn once by rank 0) and writing the outputs. "
+            "Scaling uses the work, the only part more ranks can shorten; the rest is shown "
+            "beside it as fixed costs, and with them the work size at which more ranks pay off. "
+            "Weak-scaling runs convert a fixed number of clips per rank and form their own sweep. "
+            "Training: each sweep run's timings.json gives the seconds of every epoch's "
+            "training steps; scaling uses their median over the epochs after a run's first "
+            "(which includes TensorFlow's graph tracing; it is kept when it is the only one); "
+            "validation, callbacks and checkpoints are per-epoch costs shown beside it. Each "
+            "run records the BLAS/OpenMP and TensorFlow threads and the CPUs in force, read "
+            "back from the libraries. Runs that overlapped on one host are left out, with a "
+            "note. Runs of one sweep share a config hash and "
             "workload size; several runs at one count are reduced to their median."
         ),
         Paragraph(

@@ -162,7 +162,11 @@ def sweep_section(
         "train_workers": "scaling_workers",
     }.get(stage, "scaling_threads")
     if key in plots:
-        what = "MPI startup shown separately" if stage == "spectrograms" else "throughput"
+        what = (
+            "wall time split into the work and the fixed costs (start-up, previews, outputs)"
+            if stage == "spectrograms"
+            else "throughput"
+        )
         blocks.append(
             Image(
                 plots[key],

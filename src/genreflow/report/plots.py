@@ -111,7 +111,7 @@ def _scaling_panels(ax_speed, ax_eff, sweeps: Sequence[Mapping[str, Any]], label
 
 
 def plot_rank_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """Spectrogram stage vs MPI ranks: speed-up, efficiency, and compute/startup seconds."""
+    """Spectrogram stage vs MPI ranks: speed-up, efficiency, and work/fixed seconds."""
     fig = Figure(layout="constrained", figsize=(13, 4))
     ax_speed, ax_eff, ax_time = fig.subplots(1, 3)
     _scaling_panels(ax_speed, ax_eff, sweeps, "ranks")
@@ -120,19 +120,19 @@ def plot_rank_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.Pat
     for i, sweep in enumerate(sweeps):
         points = sweep["points"]
         x = np.arange(len(points)) + (i - (len(sweeps) - 1) / 2) * width
-        compute = [p["seconds"] for p in points]
-        startup = [p["startup_seconds"] for p in points]
+        work = [p["seconds"] for p in points]
+        fixed = [p.get("fixed_seconds", p["startup_seconds"]) for p in points]
         tag = f"{sweep['group']}: " if len(sweeps) > 1 else ""
-        ax_time.bar(x, compute, width, color=f"C{i}", label=f"{tag}compute")
+        ax_time.bar(x, work, width, color=f"C{i}", label=f"{tag}work")
         ax_time.bar(
             x,
-            startup,
+            fixed,
             width,
-            bottom=compute,
+            bottom=work,
             color=f"C{i}",
             alpha=0.35,
             hatch="//",
-            label=f"{tag}startup",
+            label=f"{tag}fixed: start-up, previews, outputs",
         )
         if len(points) > len(labels):
             labels = [str(p["count"]) for p in points]
@@ -140,7 +140,7 @@ def plot_rank_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.Pat
     ax_time.set_xticklabels(labels)
     ax_time.set_xlabel("ranks")
     ax_time.set_ylabel("seconds (median)")
-    ax_time.set_title("wall time = compute + MPI startup")
+    ax_time.set_title("wall time = work + fixed costs")
     ax_time.legend(fontsize=7)
     ax_time.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)
