@@ -44,6 +44,7 @@ def changed(overrides: dict) -> set[str]:
         # Which spectrogram jobs run: nothing already made changes.
         ({"preprocess.ranks": [1, 2]}, set()),
         ({"preprocess.production_ranks": 1}, set()),
+        ({"preprocess.weak_scaling": 10}, set()),  # more timing jobs, in their own folders
         # The model: new model folder and training snapshot; the features stay.
         ({"train.learning_rate": 0.001}, {"thash", "train"}),
         ({"train.epochs": 30}, {"thash", "train"}),
@@ -55,6 +56,7 @@ def changed(overrides: dict) -> set[str]:
         ({"train.bench_epochs": 5}, set()),
         # A speed key the rules do not pass on: the snapshot changes, the model folder not.
         ({"train.inter_op_threads": 2}, {"train"}),
+        ({"train.bind_cores": False}, {"train"}),
         # The data and the split: the manifest snapshot.
         ({"split.seed": 7}, {"manifest"}),
         ({"data.demo.clips_per_genre": 5}, {"manifest"}),
