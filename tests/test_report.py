@@ -509,6 +509,14 @@ def test_weak_scaling_runs_form_their_own_sweep(tmp_path):
     assert "weak scaling" in (tmp_path / "report" / "report.md").read_text()
     line = next(x for x in summary_lines(summary) if x.startswith("spectrograms, weak"))
     assert "2 ranks 1.25 s (efficiency 80.0%)" in line
+    assert not any("above 100 %" in n for n in summary["notes"]["spectrograms"])
+
+    _edit_timings(weak / "ranks2" / "timings.json", work_seconds=0.9)  # "faster" with 2x work
+    summary = build_report(results=results, out=tmp_path / "report2")
+    assert any(
+        "weak-scaling efficiency above 100 % at 2 ranks" in n and "noise" in n
+        for n in summary["notes"]["spectrograms"]
+    )
 
 
 def test_one_point_sweep_and_empty_results_give_notes(tmp_path):

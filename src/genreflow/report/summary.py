@@ -22,7 +22,7 @@ from genreflow.report.summary_entries import (
     load_balance_entry,
     quality_entry,
 )
-from genreflow.report.text import plural
+from genreflow.report.text import format_seconds, plural
 
 #: The descended project's published figures: quoted for context, never measured here.
 REFERENCE = {
@@ -335,6 +335,13 @@ def _weak_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
                 "config": f"{plural(n, 'rank')} x {runs[0].clips_per_rank} clips",
                 "runs_paths": [collected.relative(r.path) for r in at],
             }
+        )
+    above = [p["count"] for p in points if p["efficiency"] > 1.05]
+    if above:
+        notes.append(
+            f"{_common_folder(collected, runs)}: weak-scaling efficiency above 100 % at "
+            f"{', '.join(map(str, above))} ranks: {format_seconds(t0)} of work per run is "
+            "within this machine's noise; a larger preprocess.weak_scaling measures it better"
         )
     return _entry(
         stage="spectrograms_weak",
