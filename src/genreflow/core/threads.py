@@ -72,7 +72,8 @@ def quiet_tensorflow() -> None:
 
 
 def configure_tensorflow(*, intra_op: int, inter_op: int) -> dict:
-    """Set TensorFlow's thread pools and return what is in force, read back from TensorFlow.
+    """Set TensorFlow's thread pools (and the loaded BLAS/OpenMP pools to ``intra_op``) and
+    return what is in force, read back from the libraries.
 
     If TensorFlow's runtime has already started (another stage ran ops in this process) the
     pools can no longer change; a warning is logged and the settings actually in force are
@@ -81,8 +82,9 @@ def configure_tensorflow(*, intra_op: int, inter_op: int) -> dict:
     Returns
     -------
     dict
-        ``{"intra_op": int, "inter_op": int, "requested": {...}, "env": {...}}``; a count of 0
-        means "TensorFlow's default" (one thread per core).
+        :func:`thread_settings`: ``{"intra_op", "inter_op", "blas", "openmp", "cpus",
+        "requested", "env"}``; an op count of 0 means "TensorFlow's default" (one thread per
+        core).
     """
     import tensorflow as tf
 
@@ -94,6 +96,8 @@ def configure_tensorflow(*, intra_op: int, inter_op: int) -> dict:
             threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError as exc:
         log.warning("TensorFlow already started; thread settings unchanged (%s)", exc)
+    # BLAS libraries loaded before the environment was set keep their pools: size them now.
+    limit_blas_threads(intra_op)
     return thread_settings(requested={"intra_op": intra_op, "inter_op": inter_op})
 
 
@@ -118,11 +122,7 @@ def start_tensorflow(*, intra_op: int, inter_op: int, bind: bool = False) -> dic
     if bind:
         bind_to_cores(intra_op, slot=worker_slot())
     set_thread_env(intra_op=intra_op, inter_op=inter_op)
-    settings = configure_tensorflow(intra_op=intra_op, inter_op=inter_op)
-    # BLAS libraries loaded before the environment was set keep their pools: size them now.
-    limit_blas_threads(intra_op)
-    settings.update({k: v for k, v in blas_threads().items() if k != "libraries"})
-    return settings
+    return configure_tensorflow(intra_op=intra_op, inter_op=inter_op)
 
 
 def thread_settings(*, requested: dict | None = None) -> dict:

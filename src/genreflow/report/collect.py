@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from genreflow.report.production import read_choice
 from genreflow.report.readers import (
     load_json,
     read_benchmark,
@@ -62,9 +63,9 @@ def collect(
             if name == "timings.json" or name.endswith("_timings.json"):
                 _read_timings(path, out, local_host=local_host, local_cores=local_cores)
             elif name == "production.json":
-                data = load_json(path)
-                if isinstance(data, dict) and isinstance(data.get("text"), str):
-                    out.choices.append({**data, "path": out.relative(path)})
+                choice = read_choice(path)
+                if isinstance(choice.get("text"), str):
+                    out.choices.append({**choice, "path": out.relative(path)})
             elif name == "history.json" or name.endswith("_history.json"):
                 out.histories.append(read_history(path))
             elif name == "metrics.json" or name.endswith("_metrics.json"):

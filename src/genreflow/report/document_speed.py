@@ -101,7 +101,7 @@ def sweep_section(
                         count,
                         str(p["runs"]),
                         format_seconds(p["wall_seconds"]),
-                        format_seconds(p.get("fixed_seconds", p["startup_seconds"])),
+                        format_seconds(p["fixed_seconds"]),
                         format_seconds(p["seconds"]),
                         *ratios,
                         "/".join(map(str, p.get("blas_threads") or [])) or "not recorded",

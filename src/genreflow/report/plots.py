@@ -121,7 +121,7 @@ def plot_rank_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.Pat
         points = sweep["points"]
         x = np.arange(len(points)) + (i - (len(sweeps) - 1) / 2) * width
         work = [p["seconds"] for p in points]
-        fixed = [p.get("fixed_seconds", p["startup_seconds"]) for p in points]
+        fixed = [p["fixed_seconds"] for p in points]
         tag = f"{sweep['group']}: " if len(sweeps) > 1 else ""
         ax_time.bar(x, work, width, color=f"C{i}", label=f"{tag}work")
         ax_time.bar(

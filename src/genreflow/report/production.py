@@ -122,11 +122,12 @@ def write_choice(
 
 
 def read_choice(path: str | os.PathLike) -> dict[str, Any]:
-    """A ``production.json``; :class:`StageError` if it is unreadable or names no count."""
+    """A ``production.json`` (the one reader: ``genreflow train --threads-from`` and the
+    report); :class:`UnusableFile` if it is unreadable or names no count."""
     try:
         data = load_json(Path(path))
     except UnusableFile as exc:
-        raise StageError(f"{path}: {exc}") from None
+        raise UnusableFile(f"{path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("chosen"), int):
-        raise StageError(f"{path}: not a production choice (no integer 'chosen')")
+        raise UnusableFile(f"{path}: not a production choice (no integer 'chosen')")
     return data

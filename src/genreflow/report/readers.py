@@ -137,8 +137,6 @@ def read_spectrogram_timings(
         cores=cores,
         cores_source=cores_source,
         work_seconds=_number(data.get("work_seconds")) if "start_time" in data else None,
-        previews_seconds=_number(data.get("previews_seconds")),
-        finish_seconds=_number(data.get("finish_seconds")),
         start_time=_number(data.get("start_time")),
         end_time=_number(data.get("end_time")),
         blas_threads=tuple(
@@ -220,9 +218,6 @@ def read_train_timings(
         cores_source=cores_source,
         start_time=_number(data.get("start_time")),
         end_time=_number(data.get("end_time")),
-        blas_threads=_count((data.get("threads") or {}).get("blas"))
-        if isinstance(data.get("threads"), dict)
-        else None,
         bound_cpus=len(threads["cpus"])
         if isinstance(threads, dict) and isinstance(threads.get("cpus"), list)
         else None,

@@ -68,8 +68,6 @@ class SpectrogramRun:
     cores: int | None
     cores_source: str | None
     work_seconds: float | None = None
-    previews_seconds: float | None = None
-    finish_seconds: float | None = None
     start_time: float | None = None  # epoch seconds: the first rank started
     end_time: float | None = None  # epoch seconds: the outputs were written
     blas_threads: tuple[int, ...] = ()
@@ -125,7 +123,6 @@ class TrainRun:
     allreduce_fraction: float | None = None
     start_time: float | None = None  # epoch seconds
     end_time: float | None = None
-    blas_threads: int | None = None
     bound_cpus: int | None = None  # CPUs the process was bound to (None: not recorded)
     role: str = "sweep"  # sweep: a timing point; production: the model the workflow ships
 

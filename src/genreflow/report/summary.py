@@ -230,6 +230,12 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         threads = {r.threads_per_rank for r in at if r.threads_per_rank}
         hosts = [h for r in at for h in r.hosts]
         blas = sorted({n for r in at for n in r.blas_threads})
+        if blas and threads and set(blas) != threads:
+            notes.append(
+                f"{group}: {plural(p.count, 'rank')} ran with {'/'.join(map(str, blas))} BLAS "
+                f"thread(s) per rank, not the {'/'.join(map(str, sorted(threads)))} that "
+                "preprocess.threads_per_rank asked for"
+            )
         points.append(
             {
                 **_point_dict(p),
@@ -254,14 +260,6 @@ def _spectrogram_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         task += f" ({plural(first.segments, 'segment')})"
     if first.files:
         _break_even(points, files=first.files)
-    for p in points:
-        threads = {r.threads_per_rank for r in runs if r.n_ranks == p["count"]}
-        if p["blas_threads"] and threads and set(p["blas_threads"]) != threads:
-            notes.append(
-                f"{_common_folder(collected, runs)}: {plural(p['count'], 'rank')} ran with "
-                f"{'/'.join(map(str, p['blas_threads']))} BLAS thread(s) per rank, not the "
-                f"{'/'.join(map(str, sorted(threads)))} that preprocess.threads_per_rank asked for"
-            )
     return _sweep_entry(
         stage="spectrograms",
         axis="ranks",
@@ -299,40 +297,38 @@ def _break_even(points: list[dict], *, files: int) -> None:
 def _weak_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     """Weak scaling: every rank count converts ``clips_per_rank`` clips per rank.
 
-    Efficiency is ``T(n0) / T(n)`` (ideal: 1, the time stays flat as work and ranks grow);
-    ``speedup`` is the throughput ratio, ``efficiency x n / n0``.
+    Efficiency is ``T(n0) / T(n)`` (ideal: 1, the time stays flat as work and ranks grow),
+    i.e. the strong-scaling ratio of the same times; ``speedup`` is the throughput ratio,
+    ``efficiency x n / n0``.
     """
-    import math
+    from genreflow.report.scaling import scaling
 
     cores, cores_source = _cores(runs)
-    by_count: dict[int, list] = {}
-    for r in runs:
-        by_count.setdefault(r.n_ranks, []).append(r)
-    counts = sorted(by_count)
-    n0 = counts[0]
-    t0 = statistics.median(r.compute_seconds for r in by_count[n0])
+    result = scaling(
+        counts=[r.n_ranks for r in runs], times=[r.compute_seconds for r in runs], cores=cores
+    )
+    n0 = result.baseline.count
+    t0 = result.baseline.seconds
     points = []
-    for n in counts:
-        at = by_count[n]
-        tn = statistics.median(r.compute_seconds for r in at)
-        eff = t0 / tn if tn > 0 else math.inf
-        core_eff = None
-        if cores:
-            core_eff = eff * (n / n0) / (min(n, cores) / min(n0, cores))
+    for p in result.points:
+        at = [r for r in runs if r.n_ranks == p.count]
+        grown = p.count / n0  # work grows with the ranks
         points.append(
             {
-                "count": n,
-                "seconds": tn,
-                "runs": len(at),
-                "speedup": eff * n / n0,
-                "efficiency": eff,
-                "core_efficiency": core_eff,
-                "oversubscribed": (n > cores) if cores else None,
+                "count": p.count,
+                "seconds": p.seconds,
+                "runs": p.runs,
+                "speedup": p.speedup * grown,
+                "efficiency": p.speedup,
+                "core_efficiency": p.core_efficiency * grown
+                if p.core_efficiency is not None
+                else None,
+                "oversubscribed": p.oversubscribed,
                 "clips": statistics.median(r.files or 0 for r in at),
                 "wall_seconds": statistics.median(r.wall_seconds for r in at),
                 "fixed_seconds": statistics.median(r.fixed_seconds for r in at),
                 "hosts": sorted({h for r in at for h in r.hosts}),
-                "config": f"{plural(n, 'rank')} x {runs[0].clips_per_rank} clips",
+                "config": f"{plural(p.count, 'rank')} x {runs[0].clips_per_rank} clips",
                 "runs_paths": [collected.relative(r.path) for r in at],
             }
         )

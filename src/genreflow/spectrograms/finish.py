@@ -41,7 +41,6 @@ class RankReport:
     bytes_written: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     started: float = 0.0  # epoch time the process started
-    ready: float = 0.0  # epoch time it was ready to convert (imports, MPI, warm-up done)
     work_start: float = 0.0  # epoch time it had its share (rank 0's plan scattered)
     done: float = 0.0  # epoch time its share was converted and its last shard closed
     threads: dict[str, Any] = field(default_factory=dict)  # BLAS/OpenMP pools in force
