@@ -1,4 +1,5 @@
-# genreflow: audio -> log-mel spectrograms (MPI) -> CNN (TensorFlow) -> genre.
+# genreflow: audio -> log-mel spectrograms (MPI) -> pretrained backbone + head, or a CNN
+# trained from scratch (TensorFlow) -> genre.
 #
 #   snakemake --cores 2                  run locally
 #   snakemake --profile slurm            every stage a SLURM job (see slurm/README.md)
@@ -19,6 +20,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/embed.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

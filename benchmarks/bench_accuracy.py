@@ -1,25 +1,30 @@
-"""Model quality by k-fold cross-validation on any folder-per-genre dataset.
+"""Model quality on real music: every method on the same clips, by cross-validation or on new artists.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_accuracy.py DATA_DIR                     # 5 folds, seed 0
-    .venv/bin/python benchmarks/bench_accuracy.py DATA_DIR --folds 5 --seed 1 --set train.epochs=40
+    .venv/bin/python benchmarks/bench_accuracy.py DATA_DIR                       # 5 folds, seed 0
+    .venv/bin/python benchmarks/bench_accuracy.py DATA_DIR --test-data OTHER_DIR  # train all, test other
+    .venv/bin/python benchmarks/bench_accuracy.py DATA_DIR --config config/config.yaml --set train.head.c=0.1
 
-The clips of ``DATA_DIR`` (found by ``genreflow manifest``'s discovery) are split into
-``--folds`` stratified folds (scikit-learn's ``StratifiedKFold``, shuffled with ``--seed``).
-Every fold is the test split once; the other clips are the train split, less
-``--valid-per-genre`` per genre for a validation split when the config chooses the exported
-epoch on it (``train.export: best``; with the default ``last`` every method trains on all the
-other folds). Each fold then
-runs the package's own stages with the config's defaults (or ``--config``/``--set``):
-manifest -> spectrograms (one rank) -> ``train`` -> ``evaluate``. Every method is scored on
-the same test clips: the CNN, the nearest-centroid and MFCC + SVM baselines and the CNN + SVM
-ensemble that ``genreflow evaluate`` reports.
+Two protocols. By default the clips of ``DATA_DIR`` (found by ``genreflow manifest``'s
+discovery) are split into ``--folds`` stratified folds (scikit-learn's ``StratifiedKFold``,
+shuffled with ``--seed``); every fold is the test split once and the other clips train. With
+``--test-data DIR`` every clip of ``DATA_DIR`` trains and every clip of ``DIR`` is the test:
+the honest question when ``DIR`` holds other artists ("does it recognise the genre of music
+it has never heard?"), which random folds cannot ask (one artist's clips land on both sides).
 
-Prints one row per fold and the mean ± sd (sample standard deviation over folds) of clip
-accuracy, macro-F1 and training seconds, and writes JSON (``--json``, default
-``benchmarks/out/accuracy.json``). With few clips per genre, clips of one artist often land on
-both sides of a split, so the absolute figures are optimistic; compare methods, not datasets.
+Every fold runs the package's own stages in this process, once per model (``--models``):
+manifest -> spectrograms (one rank) -> ``train`` -> ``evaluate``, each model with its own front
+end. ``backbone``: the config's pretrained backbone (musicnn-msd when the config says none)
+with its logistic-regression head. ``cnn``: the from-scratch CNN (``train.model.backbone:
+none``) on its own front end (the schema's audio/mel defaults unless the config already uses
+the CNN); its evaluation also scores the nearest-centroid and MFCC + SVM baselines and the CNN +
+SVM ensemble. Every method is scored on the same test clips.
+
+Prints one row per fold and method, then the mean ± sd (sample standard deviation over folds)
+of clip accuracy, per-genre mean accuracy (the mean of each genre's recall: unbalanced test
+sets cannot hide a genre the model never gets), macro-F1 and training seconds, and writes JSON
+(``--json``, default ``benchmarks/out/accuracy.json``).
 """
 
 from __future__ import annotations
@@ -37,13 +42,16 @@ from pathlib import Path
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "accuracy.json"
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "out" / "work-accuracy"
 
-#: (row name, key in metrics.json or None for the CNN itself).
-METHODS = (
-    ("CNN", None),
-    ("MFCC + SVM", "classical"),
-    ("CNN + SVM ensemble", "ensemble"),
-    ("nearest centroid", "baseline"),
-)
+#: Rows of each model run: (row name, key in metrics.json or None for the model itself).
+MODEL_METHODS = {
+    "backbone": (("musicnn + head", None),),
+    "cnn": (
+        ("CNN", None),
+        ("MFCC + SVM", "classical"),
+        ("CNN + SVM ensemble", "ensemble"),
+        ("nearest centroid", "baseline"),
+    ),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,6 +61,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "data", metavar="DATA_DIR", help="folder-per-genre dataset (or GTZAN layout)"
+    )
+    parser.add_argument(
+        "--test-data",
+        metavar="DIR",
+        default=None,
+        help="train on all of DATA_DIR and test on the clips of DIR (e.g. other artists) "
+        "instead of cross-validation",
+    )
+    parser.add_argument(
+        "--models",
+        default="backbone,cnn",
+        help="comma-separated models to run per fold: backbone (pretrained backbone + head), "
+        "cnn (from-scratch CNN and the baselines its evaluation scores)",
     )
     parser.add_argument("--folds", type=int, default=5, help="number of folds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold shuffle")
@@ -81,46 +102,104 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_fold(clips, *, fold_dir: Path, cfg: dict, threads: dict) -> dict:
-    """manifest -> spectrograms -> train -> evaluate for one fold; its scores and timings."""
+def model_configs(cfg: dict, models: list[str]) -> dict[str, dict]:
+    """The config of each model run: the backbone with its front end, the CNN with its own."""
+    import copy
+
+    from genreflow.core.config import BACKBONE_FRONT_ENDS, validate_config
+
+    out = {}
+    backbone = cfg["train"]["model"]["backbone"]
+    if "backbone" in models:
+        bb = copy.deepcopy(cfg)
+        if backbone == "none":
+            bb["train"]["model"]["backbone"] = "musicnn-msd"
+            for dotted, value in BACKBONE_FRONT_ENDS["musicnn-msd"].items():
+                section, key = dotted.split(".")
+                bb[section][key] = value
+            bb["audio"]["segment_seconds"] = 2.992  # 187 frames: musicnn's patch
+        out["backbone"] = validate_config(bb, source="backbone model config")
+    if "cnn" in models:
+        cnn = copy.deepcopy(cfg)
+        cnn["train"]["model"]["backbone"] = "none"
+        if backbone != "none":  # the CNN's own front end: the schema's defaults
+            defaults = validate_config({})
+            cnn["audio"], cnn["mel"] = defaults["audio"], defaults["mel"]
+        out["cnn"] = validate_config(cnn, source="CNN model config")
+    unknown = set(models) - set(MODEL_METHODS)
+    if unknown:
+        raise SystemExit(
+            f"bench_accuracy: unknown --models {sorted(unknown)}; known: backbone, cnn"
+        )
+    return out
+
+
+def genre_mean_accuracy(confusion) -> float | None:
+    """Mean over genres present in the test clips of each genre's recall (rows: true genre)."""
+    if not confusion:
+        return None
+    recalls = [row[i] / sum(row) for i, row in enumerate(confusion) if sum(row) > 0]
+    return sum(recalls) / len(recalls) if recalls else None
+
+
+def run_fold(clips, *, fold_dir: Path, configs: dict[str, dict], threads: dict) -> dict:
+    """manifest -> spectrograms -> train -> evaluate for one fold and every model."""
     from genreflow.data.manifest_csv import write_manifest
-    from genreflow.evaluation.evaluate import evaluate_model
-    from genreflow.spectrograms.stage import run_spectrograms
-    from genreflow.training.fit import train_model
 
     if fold_dir.exists():
         shutil.rmtree(fold_dir)  # always fresh: no resumed checkpoints
     fold_dir.mkdir(parents=True)
     manifest = fold_dir / "manifest.csv"
     write_manifest(manifest, clips, info={"method": "cross-validation fold"})
-    t0 = time.perf_counter()
-    run_spectrograms(manifest=manifest, out=fold_dir / "features", cfg=cfg)
-    t1 = time.perf_counter()
-    result = train_model(
-        features_dir=fold_dir / "features",
-        out_dir=fold_dir / "model",
-        cfg=cfg,
-        threads=threads,
-        verbose=0,
-    )
-    t2 = time.perf_counter()
-    metrics = evaluate_model(model_dir=fold_dir / "model", features_dir=fold_dir / "features")
-    t3 = time.perf_counter()
     row = {
         "n_train": sum(c.split == "train" for c in clips),
         "n_valid": sum(c.split == "valid" for c in clips),
         "n_test": sum(c.split == "test" for c in clips),
-        "spectrogram_seconds": round(t1 - t0, 2),
-        "evaluate_seconds": round(t3 - t2, 2),
-        "best_epoch": result.best_epoch,
-        "epochs_done": result.epochs_done,
-        "stopped": result.stopped,
     }
-    for name, key in METHODS:
+    for model, cfg in configs.items():
+        row.update(
+            run_model(model, manifest=manifest, work=fold_dir / model, cfg=cfg, threads=threads)
+        )
+    return row
+
+
+def run_model(model: str, *, manifest: Path, work: Path, cfg: dict, threads: dict) -> dict:
+    from genreflow.evaluation.evaluate import evaluate_model
+    from genreflow.spectrograms.stage import run_spectrograms
+
+    t0 = time.perf_counter()
+    run_spectrograms(manifest=manifest, out=work / "features", cfg=cfg)
+    t1 = time.perf_counter()
+    extra = {}
+    if model == "backbone":
+        from genreflow.training.head import train_head
+
+        train_head(features_dir=work / "features", out_dir=work / "model", cfg=cfg, threads=threads)
+    else:
+        from genreflow.training.fit import train_model
+
+        result = train_model(
+            features_dir=work / "features",
+            out_dir=work / "model",
+            cfg=cfg,
+            threads=threads,
+            verbose=0,
+        )
+        extra = {"best_epoch": result.best_epoch, "epochs_done": result.epochs_done}
+    t2 = time.perf_counter()
+    metrics = evaluate_model(model_dir=work / "model", features_dir=work / "features")
+    t3 = time.perf_counter()
+    row = {
+        f"{model}_spectrogram_seconds": round(t1 - t0, 2),
+        f"{model}_evaluate_seconds": round(t3 - t2, 2),
+        **{f"{model}_{k}": v for k, v in extra.items()},
+    }
+    for name, key in MODEL_METHODS[model]:
         scores = metrics if key is None else metrics.get(key) or {}
         seconds = t2 - t1 if key is None else scores.get("seconds")
         row[name] = {
             "clip_accuracy": scores.get("clip_accuracy"),
+            "genre_mean_accuracy": genre_mean_accuracy(scores.get("confusion")),
             "macro_f1": scores.get("macro_f1"),
             "train_seconds": round(seconds, 2) if seconds is not None else None,
         }
@@ -134,39 +213,70 @@ def mean_sd(values) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(rows: list[dict]) -> dict:
+METRICS = ("clip_accuracy", "genre_mean_accuracy", "macro_f1", "train_seconds")
+
+
+def summarise(rows: list[dict], methods: list[str]) -> dict:
     out = {}
-    for name, _ in METHODS:
+    for name in methods:
         out[name] = {}
-        for metric in ("clip_accuracy", "macro_f1", "train_seconds"):
+        for metric in METRICS:
             m, sd = mean_sd([r[name][metric] for r in rows])
             out[name][metric] = {"mean": m, "sd": sd}
     return out
 
 
-def format_table(rows: list[dict], summary: dict, folds: list[int]) -> str:
-    lines = [f"{'method':20} {'fold':>5} {'clip acc':>9} {'macro-F1':>9} {'train s':>8}"]
-    for name, _ in METHODS:
+def format_table(rows: list[dict], summary: dict, folds: list, methods: list[str]) -> str:
+    def pct(v):
+        return f"{100 * v:8.1f}%" if v is not None else "      n/a"
+
+    lines = [
+        f"{'method':20} {'fold':>5} {'clip acc':>9} {'genre mean':>10} {'macro-F1':>9} {'train s':>8}"
+    ]
+    for name in methods:
         for k, row in zip(folds, rows, strict=True):
             s = row[name]
-            acc = (
-                f"{100 * s['clip_accuracy']:8.1f}%"
-                if s["clip_accuracy"] is not None
-                else "      n/a"
-            )
             f1 = f"{s['macro_f1']:9.3f}" if s["macro_f1"] is not None else "      n/a"
             sec = f"{s['train_seconds']:8.1f}" if s["train_seconds"] is not None else "     n/a"
-            lines.append(f"{name:20} {k:>5} {acc} {f1} {sec}")
+            lines.append(
+                f"{name:20} {k!s:>5} {pct(s['clip_accuracy'])} {pct(s['genre_mean_accuracy'])} {f1} {sec}"
+            )
     lines.append("")
-    lines.append(f"{'method':20} {'clip accuracy':>16} {'macro-F1':>15} {'train s':>13}")
-    for name, _ in METHODS:
+    lines.append(
+        f"{'method':20} {'clip accuracy':>16} {'genre mean acc.':>16} {'macro-F1':>15} {'train s':>13}"
+    )
+    for name in methods:
         s = summary[name]
-        acc, f1, sec = s["clip_accuracy"], s["macro_f1"], s["train_seconds"]
+        acc, gm, f1, sec = (s[m] for m in METRICS)
         lines.append(
             f"{name:20} {100 * acc['mean']:7.1f} ± {100 * acc['sd']:4.1f} %"
+            f" {100 * gm['mean']:7.1f} ± {100 * gm['sd']:4.1f} %"
             f" {f1['mean']:7.3f} ± {f1['sd']:5.3f} {sec['mean']:6.1f} ± {sec['sd']:4.1f}"
         )
     return "\n".join(lines)
+
+
+def new_artists_plan(clips, args) -> list:
+    """Every clip of DATA_DIR trains (less --valid-per-genre per genre), every clip of
+    --test-data is the test split."""
+    import dataclasses
+
+    from genreflow.data.manifest import discover
+
+    tests, skipped = discover(root=args.test_data)
+    for item in skipped:
+        print(f"skipped {item.item}: {item.reason}", flush=True)
+    clash = {c.clip_id for c in clips} & {c.clip_id for c in tests}
+    if clash:
+        raise SystemExit(f"bench_accuracy: clip ids in both folders, e.g. {sorted(clash)[0]}")
+    valid_left: dict[str, int] = {}
+    plan = []
+    for clip in clips:
+        left = valid_left.setdefault(clip.label, args.valid_per_genre)
+        split = "valid" if left > 0 else "train"
+        valid_left[clip.label] = left - 1
+        plan.append(dataclasses.replace(clip, split=split))
+    return plan + [dataclasses.replace(c, split="test") for c in tests]
 
 
 def main(argv=None) -> int:
@@ -188,39 +298,50 @@ def main(argv=None) -> int:
     keep_freed_memory()
     threads = configure_tensorflow(intra_op=intra, inter_op=inter)
 
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    configs = model_configs(cfg, models)
+    methods = [name for m in models for name, _ in MODEL_METHODS[m]]
     if args.valid_per_genre is None:
         args.valid_per_genre = 0 if cfg["train"]["export"] == "last" else 1
     clips, skipped = discover(root=args.data)
     for item in skipped:
         print(f"skipped {item.item}: {item.reason}", flush=True)
-    plans = cross_validation_folds(
-        clips, folds=args.folds, seed=args.seed, valid_per_label=args.valid_per_genre
-    )
-    chosen = args.only if args.only else list(range(args.folds))
+    if args.test_data:
+        plans, chosen = [new_artists_plan(clips, args)], ["test"]
+        protocol = f"train on all {len(clips)} clips of {args.data}, test on {args.test_data}"
+    else:
+        plans = cross_validation_folds(
+            clips, folds=args.folds, seed=args.seed, valid_per_label=args.valid_per_genre
+        )
+        chosen = args.only if args.only else list(range(args.folds))
+        protocol = f"{args.folds} folds (seed {args.seed}), running folds {chosen}"
     print(
-        f"{len(clips)} clips, {len({c.label for c in clips})} genres, {args.folds} folds "
-        f"(seed {args.seed}), running folds {chosen}; train threads {intra}",
+        f"{len(clips)} clips, {len({c.label for c in clips})} genres, {protocol}; "
+        f"models {', '.join(models)}; train threads {intra}",
         flush=True,
     )
     started = time.perf_counter()
     rows = []
     for k in chosen:
-        row = run_fold(plans[k], fold_dir=args.workdir / f"fold-{k}", cfg=cfg, threads=threads)
+        plan = plans[0] if k == "test" else plans[k]
+        row = run_fold(plan, fold_dir=args.workdir / f"fold-{k}", configs=configs, threads=threads)
         rows.append(row)
-        cnn, svm = row["CNN"], row["MFCC + SVM"]
-        print(
-            f"fold {k}: CNN {100 * cnn['clip_accuracy']:.1f}% (epoch {row['best_epoch']}/"
-            f"{row['epochs_done']}, {cnn['train_seconds']:.0f} s), MFCC+SVM "
-            f"{100 * svm['clip_accuracy']:.1f}%, ensemble {100 * row['CNN + SVM ensemble']['clip_accuracy']:.1f}%",
-            flush=True,
+        shown = ", ".join(
+            f"{name} {100 * row[name]['clip_accuracy']:.1f}%"
+            for name in methods
+            if row[name]["clip_accuracy"] is not None
         )
-    summary = summarise(rows)
+        print(f"fold {k}: {shown}", flush=True)
+    summary = summarise(rows, methods)
     print()
-    print(format_table(rows, summary, chosen))
+    print(format_table(rows, summary, chosen, methods))
     record = {
         "label": args.label,
         "data": str(Path(args.data).resolve()),
         "n_clips": len(clips),
+        "protocol": "test-data" if args.test_data else "cross-validation",
+        "test_data": str(Path(args.test_data).resolve()) if args.test_data else None,
+        "models": models,
         "folds": args.folds,
         "seed": args.seed,
         "fold_indices": chosen,

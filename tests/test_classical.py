@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from tone_data import GENRES
 
+from genreflow.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.cli import main
 from genreflow.evaluation.baselines import verdict
 from genreflow.evaluation.summary_text import format_summary
-from genreflow.training.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.training.dataset import clip_table, open_features
 
 
@@ -103,8 +103,8 @@ def test_verdict_says_plainly_when_the_cnn_loses():
 def test_an_ensemble_model_stores_the_baseline_and_predict_averages_both(setup, tmp_path):
     from test_train import train_args
 
+    from genreflow.classical import load_baseline, segment_mfcc_statistics
     from genreflow.prediction.predictor import Predictor
-    from genreflow.training.classical import load_baseline, segment_mfcc_statistics
 
     features, _ = setup
     model = tmp_path / "model"

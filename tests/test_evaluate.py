@@ -20,7 +20,7 @@ from genreflow.metrics.single_label import (
     macro_f1,
     precision_recall_f1,
 )
-from genreflow.prediction.segment_scores import clip_average
+from genreflow.spectrograms.clips import clip_average
 
 # A fixed prediction set over three labels (0 = a, 1 = b, 2 = c), ten items.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])

@@ -194,6 +194,40 @@ def test_dry_run_plans_every_stage_once(tmp_path: Path):
     assert [re.search(r"--threads (\d+) --epochs 1 ", s).group(1) for s in bench] == ["1", "2"]
 
 
+#: TINY with the pretrained backbone and its front end, as config/config.yaml has them.
+TINY_BACKBONE = merged(
+    TINY,
+    {
+        "audio": {"sample_rate": 16000, "segment_seconds": 2.992},
+        "mel": {"n_fft": 512, "hop_length": 256, "n_mels": 96, "compression": "logc"},
+        "train": {"model": {"backbone": "musicnn-msd"}, "production_threads": "auto"},
+    },
+)
+
+
+def test_a_backbone_replaces_the_training_sweep_by_an_embedding_sweep(tmp_path: Path):
+    """One embedding job per thread count, the fastest feeds the head; no CNN training sweep;
+    a head setting reruns the head only, the embeddings stay."""
+    jobs = dry_run(tmp_path, TINY_BACKBONE)
+    rules = sorted({j["rule"] for j in jobs})
+    assert "train_bench" not in rules and "production_threads" not in rules
+    embeds = sorted(j["shell"] for j in jobs if j["rule"] == "embed")
+    assert [re.search(r"--threads (\d+) ", s).group(1) for s in embeds] == ["1", "2"]
+    assert all("--set train.model.backbone=musicnn-msd" in s for s in embeds)
+    (choice,) = [j for j in jobs if j["rule"] == "production_embeddings"]
+    embed_dir = Path(choice["output"][0]).parent
+    assert embed_dir.parent.name == "embeddings" and embed_dir.name.endswith("-musicnn-msd")
+    (train,) = [j for j in jobs if j["rule"] == "train"]
+    assert str(embed_dir / "production.json") in train["input"]
+    assert f"--threads-from {embed_dir}/production.json" in train["shell"]
+    assert f"--embeddings {embed_dir}/production " in train["shell"] + " "
+    # The head's C keys the model folder, not the embeddings.
+    other = dry_run(tmp_path / "c", merged(TINY_BACKBONE, {"train": {"head": {"c": 0.1}}}))
+    (train_c,) = [j for j in other if j["rule"] == "train"]
+    assert outputs_of(other, "embed") == outputs_of(jobs, "embed")
+    assert train_c["output"] != train["output"]
+
+
 @pytest.mark.parametrize(
     ("ranks", "production", "mpi_ranks", "single"),
     [
@@ -379,12 +413,30 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
     for timing in timings.values():
         assert timing["blas_threads"] == [cfg["preprocess"].get("threads_per_rank", 1)]
 
+    backbone = cfg["train"].get("model", {}).get("backbone", "none")
+    if backbone != "none":
+        # The thread sweep times the backbone's embedding jobs; the head trains on the fastest.
+        bench_workers, threads = [], []
+        (embeddings,) = (run / "embeddings").iterdir()
+        assert embeddings.name == f"{features.name}-{backbone}"
+        sweep = sorted(cfg["train"]["threads"])
+        assert sorted(p.name for p in embeddings.iterdir()) == sorted(
+            [f"threads{n}" for n in sweep]
+            + (["production", "production.json"] if production_threads == "auto" else [])
+        )
+        for n in sweep:
+            embed = json.loads((embeddings / f"threads{n}" / "timings.json").read_text())
+            assert embed["threads"]["intra_op"] == n and embed["segments"] > 0
+
     (models,) = (run / "models").iterdir()
-    assert sorted(p.name for p in (models / "bench").iterdir()) == sorted(
-        [f"threads{n}" for n in threads]
-        + [f"workers{n}" for n in bench_workers]
-        + (["production.json"] if production_threads == "auto" else [])
-    )
+    if backbone == "none":
+        assert sorted(p.name for p in (models / "bench").iterdir()) == sorted(
+            [f"threads{n}" for n in threads]
+            + [f"workers{n}" for n in bench_workers]
+            + (["production.json"] if production_threads == "auto" else [])
+        )
+    else:
+        assert not (models / "bench").exists()
     for n in threads:
         bench = json.loads((models / "bench" / f"threads{n}" / "timings.json").read_text())
         assert bench["threads"]["intra_op"] == n
@@ -396,10 +448,15 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
     for name in ("model.keras", "genreflow.json", "history.json", "timings.json"):
         assert (models / "model" / name).is_file()
     production = json.loads((models / "model" / "timings.json").read_text())
-    assert production.get("workers", {"count": 1})["count"] == workers
+    assert production.get("workers", {"count": 1})["count"] == (
+        1 if backbone != "none" else workers
+    )
     assert production["role"] == "production"
+    if backbone != "none":
+        assert production["stage"] == "head" and production["backbone"] == backbone
     if production_threads == "auto":
-        choice = json.loads((models / "bench" / "production.json").read_text())
+        chooser = embeddings if backbone != "none" else models / "bench"
+        choice = json.loads((chooser / "production.json").read_text())
         assert production["threads"]["intra_op"] == choice["chosen"]
     else:
         assert production["threads"]["intra_op"] == production_threads
@@ -414,12 +471,17 @@ def _check_outputs(path: Path, cfg: dict) -> dict:
     assert not [n for n in notes if "at the same time" in n], notes
     (sweep,) = [s for s in summary["stages"] if s["stage"] == "spectrograms"]
     assert sorted(p["count"] for p in sweep["points"]) == ranks
+    if backbone != "none":
+        (sweep,) = [s for s in summary["stages"] if s["stage"] == "embed"]
+        assert sorted(p["count"] for p in sweep["points"]) == sorted(cfg["train"]["threads"])
 
     jobs = ["demo_data", "manifest", "train", "evaluate", "report"]
     jobs += [f"spectrograms/ranks{n}" for n in ranks] + [f"train_bench/threads{n}" for n in threads]
     if weak:
         jobs += [f"spectrograms/weak{weak}-ranks{n}" for n in cfg["preprocess"]["ranks"]]
     jobs += [f"train_bench/workers{n}" for n in bench_workers]
+    if backbone != "none":
+        jobs += [f"embed/threads{n}" for n in cfg["train"]["threads"]]
     jobs += [f"config_snapshot/{p.stem}" for p in snapshots.values()]
     for job in jobs:
         assert (run / "logs" / f"{job}.log").is_file(), f"no log of {job}"

@@ -22,6 +22,7 @@ ORDER = [
     "demo_data",
     "manifest",
     "spectrograms",
+    "embed",
     "train",
     "choose",
     "evaluate",

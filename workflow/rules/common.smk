@@ -9,6 +9,8 @@ Outputs are keyed so that a change reruns only what depends on it:
     {results}/{dataset}/features/{fhash}/production.json   the sweep's fastest (ranks: auto),
     {results}/{dataset}/features/{fhash}/production        ...and a symlink to its folder
     {results}/{dataset}/features/{fhash}/weak{c}/ranks{n}/ weak scaling: n x c clips
+    {results}/{dataset}/embeddings/{fhash}-{backbone}/threads{n}/  with a backbone: embedding
+    {results}/{dataset}/embeddings/{fhash}-{backbone}/production   ...jobs, and the fastest
     {results}/{dataset}/models/{fhash}-{thash}/bench/threads{n}/   thread-sweep training runs
     {results}/{dataset}/models/{fhash}-{thash}/bench/workers{n}/   workers-sweep training runs
     {results}/{dataset}/models/{fhash}-{thash}/bench/production.json  the thread sweep's choice
@@ -124,10 +126,18 @@ PRODUCTION_CORES = (
     max(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
 )
 TRAIN_WORKERS = config["train"]["workers"]
-BENCH_WORKERS = sorted(config["train"]["bench_workers"])
+#: A pretrained backbone ("none": the from-scratch CNN): its embedding jobs take the thread
+#: sweep, the head trains in one process, and the CNN's training sweeps do not run.
+BACKBONE = config["train"]["model"]["backbone"]
+USES_BACKBONE = BACKBONE != "none"
+BENCH_WORKERS = [] if USES_BACKBONE else sorted(config["train"]["bench_workers"])
 # The workers sweep's 1-worker point is the thread sweep's run with the workers' threads.
-BENCH_THREADS = sorted(
-    set(config["train"]["threads"]) | ({WORKER_THREADS} if BENCH_WORKERS else set())
+BENCH_THREADS = (
+    []
+    if USES_BACKBONE
+    else sorted(
+        set(config["train"]["threads"]) | ({WORKER_THREADS} if BENCH_WORKERS else set())
+    )
 )
 
 
@@ -174,16 +184,40 @@ def features_dir(wildcards, input) -> str:
     return os.path.dirname(path)
 
 
-#: The thread sweep's choice for the production jobs (train.production_threads: auto).
-THREADS_CHOICE = f"{MODELS_DIR}/bench/production.json"
+#: Embeddings of the production features by the backbone (keyed by features and backbone).
+EMBED_DIR = f"{RUN_DIR}/embeddings/{FHASH}-{BACKBONE}"
+EMBED_CHOICE = f"{EMBED_DIR}/production.json"
+if AUTO_THREADS:
+    PRODUCTION_EMBEDDINGS = EMBED_CHOICE
+else:
+    PRODUCTION_EMBEDDINGS = f"{EMBED_DIR}/threads{PRODUCTION_THREADS}/timings.json"
+
+#: The thread sweep's choice for the production jobs (train.production_threads: auto): of
+#: the training sweep, or with a backbone of the embedding sweep.
+THREADS_CHOICE = (
+    EMBED_CHOICE if USES_BACKBONE else f"{MODELS_DIR}/bench/production.json"
+)
 
 
 def production_inputs(wildcards) -> dict:
-    """Inputs of a production training job: features, its config, and the sweep's choice."""
+    """Inputs of a production training job: features, its config, the sweep's choice, and
+    with a backbone the embeddings."""
     inputs = {"features": PRODUCTION_FEATURES, "config": TRAIN_CONFIG}
     if AUTO_THREADS:
         inputs["choice"] = THREADS_CHOICE
+    if USES_BACKBONE:
+        inputs["embeddings"] = PRODUCTION_EMBEDDINGS
     return inputs
+
+
+def embeddings_option(wildcards, input) -> str:
+    """``--embeddings DIR`` for a head on a backbone (the chosen run's folder), else nothing."""
+    if not USES_BACKBONE:
+        return ""
+    path = str(input.embeddings)
+    if os.path.basename(path) == "production.json":
+        return f"--embeddings {path.removesuffix('.json')}"
+    return f"--embeddings {os.path.dirname(path)}"
 
 
 def production_threads_option(wildcards, input) -> str:
@@ -252,6 +286,10 @@ def stage_targets() -> list[str]:
     if WEAK_CLIPS_PER_RANK:
         targets += [weak_marker(n) for n in TIMING_RANKS]
     targets += [f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in BENCH_THREADS]
+    if USES_BACKBONE:
+        targets += [
+            f"{EMBED_DIR}/threads{n}/timings.json" for n in config["train"]["threads"]
+        ]
     if AUTO_THREADS:
         targets += [THREADS_CHOICE]
     targets += [f"{MODELS_DIR}/bench/workers{n}/timings.json" for n in BENCH_WORKERS]

@@ -69,10 +69,11 @@ rule train_bench_workers:
 # The production model. With train.workers > 1 it is one job of `workers` tasks (the SLURM
 # executor wants an MPI-style launcher for that, and rejects one with a single task), so the
 # rule comes in two forms.
-if TRAIN_WORKERS == 1:
+if TRAIN_WORKERS == 1 or USES_BACKBONE:
 
     rule train:
-        """The production model, trained on the production features."""
+        """The production model, trained on the production features (with a backbone: its
+        head, fitted on the production embeddings)."""
         input:
             unpack(production_inputs),
         output:
@@ -94,10 +95,11 @@ if TRAIN_WORKERS == 1:
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
             threads=production_threads_option,
+            embeddings=embeddings_option,
         shell:
             "genreflow train --features {params.features:q} --out {params.out:q}"
             " --config {input.config:q} {params.threads} --workers {params.workers}"
-            " > {log:q} 2>&1"
+            " {params.embeddings} > {log:q} 2>&1"
 
 else:
 
@@ -133,7 +135,7 @@ else:
             " --workers {params.workers} > {log:q} 2>&1"
 
 
-if AUTO_THREADS:
+if AUTO_THREADS and not USES_BACKBONE:
 
     rule production_threads:
         """The fastest run of the thread sweep trains the production model (production_threads: auto)."""

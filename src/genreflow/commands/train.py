@@ -9,12 +9,15 @@ import sys
 
 from genreflow.commands._common import add_config_arguments, config_from_args
 
-HELP = "train the genre CNN on spectrogram features (model.keras + genreflow.json)"
+HELP = "train the genre classifier on spectrogram features (model.keras + genreflow.json)"
 DESCRIPTION = (
     "Train the CNN on the train split of a feature directory (from `genreflow spectrograms`), "
     "with early stopping on the valid split, and export MODEL_DIR/model.keras, genreflow.json, "
     "history.json and timings.json. A checkpoint is saved every epoch in MODEL_DIR/checkpoints/: "
-    "running the same command again after an interruption continues from the last one."
+    "running the same command again after an interruption continues from the last one. "
+    "With train.model.backbone set (musicnn-msd), the pretrained backbone embeds the train "
+    "segments (or --embeddings gives them, from `genreflow embed`) and a logistic-regression "
+    "head is fitted on top in seconds; the exported model holds both."
 )
 
 
@@ -66,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "has (TF_CONFIG, or the tasks of an `srun` step; else 1); N > 1 without either starts "
         "N local workers on 127.0.0.1",
     )
+    parser.add_argument(
+        "--embeddings",
+        metavar="DIR",
+        default=None,
+        help="with train.model.backbone: the `genreflow embed` output of these features "
+        "(none given: embed here)",
+    )
     add_config_arguments(parser)
 
 
@@ -80,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ConfigError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    if cfg["train"]["model"]["backbone"] != "none":
+        return _train_head(args, cfg=cfg)
     requested = parse_workers(args.workers)
     if requested is not None and requested > 1 and not os.environ.get("TF_CONFIG"):
         from genreflow.training.distributed import detect_workers
@@ -99,6 +111,29 @@ def run(args: argparse.Namespace) -> int:
     with restored_affinity():
         threads = start_tensorflow(intra_op=intra, inter_op=inter, bind=cfg["train"]["bind_cores"])
         _train(args, cfg=cfg, group=group, threads=threads)
+    return 0
+
+
+def _train_head(args: argparse.Namespace, *, cfg) -> int:
+    """A head on the pretrained backbone: one process, seconds after embedding."""
+    from genreflow.core.threads import keep_freed_memory, quiet_tensorflow, start_tensorflow
+
+    if parse_workers(args.workers) not in (None, 1):
+        print("train: a backbone's head is fitted in one process (--workers ignored)", flush=True)
+    intra = production_threads(args, cfg)
+    keep_freed_memory()
+    with restored_affinity():
+        threads = start_tensorflow(intra_op=intra, inter_op=1, bind=cfg["train"]["bind_cores"])
+        quiet_tensorflow()
+        from genreflow.training.head import train_head
+
+        train_head(
+            features_dir=args.features,
+            out_dir=args.out,
+            cfg=cfg,
+            threads=threads,
+            embeddings_dir=args.embeddings,
+        )
     return 0
 
 

@@ -182,7 +182,38 @@ def _describe_schema(option: Mapping[str, Any]) -> str:
     return text
 
 
+#: The front end each pretrained backbone was trained on (``train.model.backbone``): the
+#: ``audio`` and ``mel`` values its features must have.
+BACKBONE_FRONT_ENDS: dict[str, dict[str, Any]] = {
+    "musicnn-msd": {
+        "audio.sample_rate": 16000,
+        "mel.n_fft": 512,
+        "mel.hop_length": 256,
+        "mel.n_mels": 96,
+        "mel.fmin": 0.0,
+        "mel.fmax": None,
+        "mel.compression": "logc",
+    },
+}
+
+
+def _check_backbone_front_end(cfg: dict, source: str) -> None:
+    backbone = cfg["train"]["model"]["backbone"]
+    for dotted, wanted in BACKBONE_FRONT_ENDS.get(backbone, {}).items():
+        section, key = dotted.split(".")
+        value = cfg[section][key]
+        if value != wanted and not (
+            dotted == "mel.fmax" and value == cfg["audio"]["sample_rate"] / 2
+        ):
+            raise ConfigError(
+                f"{source}: key '{dotted}' has value {json.dumps(value)}; allowed with "
+                f"train.model.backbone {backbone}: only {json.dumps(wanted)} (the front end the "
+                "backbone was trained on)"
+            )
+
+
 def _check_cross_fields(cfg: dict, source: str) -> None:
+    _check_backbone_front_end(cfg, source)
     sr = cfg["audio"]["sample_rate"]
     fmax = fmax_hz(cfg)
     if fmax > sr / 2:

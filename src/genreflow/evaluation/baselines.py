@@ -1,7 +1,7 @@
 """The baselines every evaluation reports beside the CNN.
 
 A nearest-centroid classifier on clip-mean spectra (the floor), the MFCC + SVM baseline of
-:mod:`genreflow.training.classical` and its average with the CNN (the bar to beat), and the
+:mod:`genreflow.classical` and its average with the CNN (the bar to beat), and the
 label-prior baseline of a multi-label model.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from genreflow.metrics.single_label import classification_report
-from genreflow.training.dataset import ClipTable, FeatureSet, clip_table, iter_segment_chunks
+from genreflow.spectrograms.clips import ClipTable, clip_table, iter_segment_chunks
+from genreflow.spectrograms.shards import FeatureSet
 
 BASELINE_METHOD = "nearest centroid, euclidean, on per-clip mean log-mel spectra standardised with train statistics"
 
@@ -98,7 +99,7 @@ def nearest_centroid_scores(
 def classical_scores(
     *, features: FeatureSet, test: ClipTable, labels: Sequence[str], cnn_clip_probs: np.ndarray
 ) -> tuple[dict, dict]:
-    """The MFCC + SVM baseline (:mod:`genreflow.training.classical`) and its average with the CNN.
+    """The MFCC + SVM baseline (:mod:`genreflow.classical`) and its average with the CNN.
 
     The baseline learns from the train and valid clips (it has no epochs to choose, so it uses
     every clip the CNN used for training or model selection) and scores ``test``.
@@ -109,7 +110,7 @@ def classical_scores(
         Each ``{"method", "clip_accuracy", "macro_f1", "confusion", "seconds"}``; scores are
         None when there are no train clips.
     """
-    from genreflow.training.classical import MfccSvm, ensemble_probabilities
+    from genreflow.classical import MfccSvm, ensemble_probabilities
 
     empty = {"clip_accuracy": None, "macro_f1": None, "confusion": None, "seconds": None}
     classical = {"method": MfccSvm.method, **empty}
@@ -136,14 +137,16 @@ def classical_scores(
     return classical, ensemble
 
 
-def verdict(cnn_accuracy: float, classical_accuracy: float | None) -> str | None:
-    """One sentence comparing the CNN's clip accuracy with the classical baseline's."""
+def verdict(
+    cnn_accuracy: float, classical_accuracy: float | None, *, model: str = "the CNN"
+) -> str | None:
+    """One sentence comparing the model's clip accuracy with the classical baseline's."""
     if classical_accuracy is None:
         return None
     gap = 100 * (cnn_accuracy - classical_accuracy)
     if gap < 0:
         return (
-            f"the CNN LOSES to the classical MFCC + SVM baseline by {-gap:.1f} points of clip "
+            f"{model} LOSES to the classical MFCC + SVM baseline by {-gap:.1f} points of clip "
             "accuracy"
         )
-    return f"the CNN beats the classical MFCC + SVM baseline by {gap:.1f} points of clip accuracy"
+    return f"{model} beats the classical MFCC + SVM baseline by {gap:.1f} points of clip accuracy"

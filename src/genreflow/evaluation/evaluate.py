@@ -29,8 +29,9 @@ from genreflow.evaluation.baselines import (
     verdict,
 )
 from genreflow.metrics.single_label import classification_report
-from genreflow.prediction.segment_scores import clip_average, segment_probabilities
-from genreflow.training.dataset import ClipTable, FeatureSet, clip_table, open_features
+from genreflow.prediction.segment_scores import segment_probabilities
+from genreflow.spectrograms.clips import ClipTable, clip_average, clip_table
+from genreflow.spectrograms.shards import FeatureSet, open_features
 
 
 def evaluate_model(
@@ -98,9 +99,10 @@ def evaluate_model(
         **(
             multilabel_metrics(**scores, thresholds=predictor.thresholds)
             if multilabel
-            else single_label_metrics(**scores)
+            else single_label_metrics(**scores, model_name=model_name(info))
         ),
         "model": str(model_dir),
+        "model_name": model_label(info),
         "features": str(features.path),
         "features_hash": features.info["config_hash"],
         "model_config_hash": info.get("config_hash"),
@@ -112,6 +114,18 @@ def evaluate_model(
     return metrics
 
 
+def model_label(info) -> str:
+    """The model's name in tables: ``CNN``, or ``<backbone> + head``."""
+    backbone = info.get("backbone")
+    return f"{backbone} + head" if backbone else "CNN"
+
+
+def model_name(info) -> str:
+    """How verdicts name the model of ``genreflow.json``: the CNN, or the head on a backbone."""
+    backbone = info.get("backbone")
+    return f"the {backbone} model" if backbone else "the CNN"
+
+
 def single_label_metrics(
     *,
     features: FeatureSet,
@@ -120,6 +134,7 @@ def single_label_metrics(
     clip_probs: np.ndarray,
     segment_probs: np.ndarray,
     labels: Sequence[str],
+    model_name: str = "the CNN",
 ) -> dict:
     """The single-label part of ``metrics.json``: segment and clip scores beside the baselines.
 
@@ -158,7 +173,9 @@ def single_label_metrics(
         ),
         "classical": classical,
         "ensemble": ensemble,
-        "verdict": verdict(clip_report["accuracy"], classical.get("clip_accuracy")),
+        "verdict": verdict(
+            clip_report["accuracy"], classical.get("clip_accuracy"), model=model_name
+        ),
         "clips": [
             {
                 "clip_id": clip_id,

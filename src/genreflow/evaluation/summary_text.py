@@ -18,12 +18,13 @@ def format_summary(metrics: dict) -> str:
     lines = [
         f"{metrics['split']} split: {metrics['n_clips']} clips, {metrics['n_segments']} segments",
         f"{'':24} {'segment acc':>11} {'clip acc':>8} {'macro-F1':>8}",
-        f"{'CNN':24} {pct(metrics['segment_accuracy']):>11} {pct(metrics['clip_accuracy']):>8} "
+        f"{metrics.get('model_name', 'CNN'):24} {pct(metrics['segment_accuracy']):>11} {pct(metrics['clip_accuracy']):>8} "
         f"{num(metrics['macro_f1']):>8}",
         f"{'nearest-centroid baseline':24} {'':>11} {pct(base['clip_accuracy']):>8} "
         f"{num(base['macro_f1']):>8}",
     ]
-    for name, key in (("MFCC + SVM baseline", "classical"), ("CNN + SVM ensemble", "ensemble")):
+    ensemble = f"{metrics.get('model_name', 'CNN')} + SVM ensemble"
+    for name, key in (("MFCC + SVM baseline", "classical"), (ensemble, "ensemble")):
         if metrics.get(key):
             row = metrics[key]
             lines.append(

@@ -155,7 +155,7 @@ class Predictor:
         record = self.info.get("ensemble")
         if not record:
             return None
-        from genreflow.training.classical import load_baseline
+        from genreflow.classical import load_baseline
 
         return load_baseline(self.model_dir / record["file"])
 
@@ -180,7 +180,7 @@ class Predictor:
         """
         clip = segment_probs.mean(axis=0)
         if self.baseline is not None:
-            from genreflow.training.classical import ensemble_probabilities, segment_mfcc_statistics
+            from genreflow.classical import ensemble_probabilities, segment_mfcc_statistics
 
             svm = self.baseline.segment_probabilities(segment_mfcc_statistics(segments))
             clip = ensemble_probabilities(

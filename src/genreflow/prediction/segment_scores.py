@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from genreflow.training.dataset import ClipTable, FeatureSet, iter_segment_chunks
+from genreflow.spectrograms.clips import ClipTable, clip_average, iter_segment_chunks
+from genreflow.spectrograms.shards import FeatureSet
 
 
 def segment_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> np.ndarray:
@@ -42,28 +43,3 @@ def clip_probabilities(predictor, *, features: FeatureSet, clips: ClipTable) -> 
     """
     segment_probs = segment_probabilities(predictor, features=features, clips=clips)
     return clip_average(segment_probs, clips.segment_clip(), n_clips=len(clips))
-
-
-def clip_average(
-    segment_values: np.ndarray, segment_clip: np.ndarray, *, n_clips: int
-) -> np.ndarray:
-    """Average rows of ``segment_values`` per clip.
-
-    Parameters
-    ----------
-    segment_values : np.ndarray, shape (n_segments, d)
-    segment_clip : np.ndarray, shape (n_segments,), int
-        The clip (``0..n_clips-1``) each segment belongs to; every clip must have a segment.
-    n_clips : int
-
-    Returns
-    -------
-    np.ndarray, shape (n_clips, d)
-    """
-    segment_values = np.asarray(segment_values, dtype=np.float64)
-    sums = np.zeros((n_clips, segment_values.shape[1]), dtype=np.float64)
-    np.add.at(sums, np.asarray(segment_clip), segment_values)
-    counts = np.bincount(segment_clip, minlength=n_clips)
-    if (counts == 0).any():
-        raise ValueError("every clip needs at least one segment")
-    return sums / counts[:, None]

@@ -25,6 +25,7 @@ PLACEHOLDER_SECTIONS = {
     "scaling_ranks": "spectrograms",
     "scaling_threads": "train",
     "scaling_workers": "train",
+    "scaling_embed": "train",
     "load_balance": "load_balance",
     "training_curves": "training_curves",
     "confusion": "quality",
@@ -131,6 +132,14 @@ def _draw(summary: dict, collected, out: Path) -> dict[str, str]:
     if threads:
         draw.plot_thread_scaling(sweeps=threads, path=out / PLOT_FILES["scaling_threads"])
         drawn["scaling_threads"] = PLOT_FILES["scaling_threads"]
+    embed = [s for s in summary["stages"] if s["stage"] == "embed"]
+    if embed:
+        draw.plot_thread_scaling(
+            sweeps=embed,
+            path=out / PLOT_FILES["scaling_embed"],
+            rate_label="segments embedded / s (median)",
+        )
+        drawn["scaling_embed"] = PLOT_FILES["scaling_embed"]
     workers = [s for s in summary["stages"] if s["stage"] == "train_workers"]
     if workers:
         draw.plot_thread_scaling(

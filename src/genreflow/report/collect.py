@@ -18,6 +18,7 @@ from genreflow.report.production import read_choice
 from genreflow.report.readers import (
     load_json,
     read_benchmark,
+    read_embed_timings,
     read_history,
     read_metrics,
     read_spectrogram_timings,
@@ -67,7 +68,8 @@ def collect(
                 if isinstance(choice.get("text"), str):
                     out.choices.append({**choice, "path": out.relative(path)})
             elif name == "history.json" or name.endswith("_history.json"):
-                out.histories.append(read_history(path))
+                if not _is_head_history(path):  # a head has no epochs: its timings say it
+                    out.histories.append(read_history(path))
             elif name == "metrics.json" or name.endswith("_metrics.json"):
                 out.metrics.append(read_metrics(path))
                 _record_hashes(out, path, load_json(path), "evaluation")
@@ -91,6 +93,14 @@ def _walk(root: Path, skip: Path | None) -> Iterator[Path]:
         for name in filenames:
             if not name.startswith("."):
                 yield here / name
+
+
+def _is_head_history(path: Path) -> bool:
+    try:
+        data = load_json(path)
+    except UnusableFile:
+        return False
+    return isinstance(data, dict) and "head" in data and not data.get("epochs")
 
 
 def _infer_stage(data: Mapping[str, Any]) -> str | None:
@@ -120,6 +130,14 @@ def _read_timings(
     elif stage in ("train", "training"):
         run = read_train_timings(path, data=data, local_host=local_host, local_cores=local_cores)
         out.train.append(run)
+        _record_hashes(out, path, data, "model")
+    elif stage == "embed":
+        out.embed.append(
+            read_embed_timings(path, data=data, local_host=local_host, local_cores=local_cores)
+        )
+        _record_hashes(out, path, data, "embeddings")
+    elif stage == "head":
+        out.heads.append({**data, "path": out.relative(path)})
         _record_hashes(out, path, data, "model")
     elif stage is None:
         raise UnusableFile(

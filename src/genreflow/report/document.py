@@ -19,6 +19,7 @@ from genreflow.report.text import (
     format_percent,
     format_seconds,
     format_speedup,
+    head_line,
     multilabel_quality_text,
 )
 
@@ -27,6 +28,7 @@ PLOT_FILES = {
     "scaling_ranks": "scaling_ranks.png",
     "scaling_threads": "scaling_threads.png",
     "scaling_workers": "scaling_workers.png",
+    "scaling_embed": "scaling_embed.png",
     "load_balance": "load_balance.png",
     "training_curves": "training_curves.png",
     "confusion": "confusion.png",
@@ -59,6 +61,8 @@ def report_blocks(summary: Mapping[str, Any], *, plots: Mapping[str, str]) -> li
     blocks += load_balance_section(summary, plots, notes["load_balance"])
     if any(s["stage"] == "spectrograms_weak" for s in summary["stages"]):
         blocks += sweep_section(summary, "spectrograms_weak", plots, [])
+    if any(s["stage"] == "embed" for s in summary["stages"]):
+        blocks += sweep_section(summary, "embed", plots, [])
     blocks += sweep_section(summary, "train", plots, notes["train"])
     if any(s["stage"] == "train_workers" for s in summary["stages"]):
         blocks += sweep_section(summary, "train_workers", plots, [])
@@ -118,6 +122,8 @@ def _summary_section(summary: Mapping[str, Any]) -> list[Block]:
             blocks.append(Notes(tuple(verdicts)))
         for choice in summary.get("production", []):
             blocks.append(Paragraph(choice["text"] + "."))
+        for head in summary.get("heads", []):
+            blocks.append(Paragraph(head_line(head) + "."))
     else:
         blocks.append(Notes(("no stage timings found: nothing to compute speed-ups from",)))
     for q in summary["quality"]:

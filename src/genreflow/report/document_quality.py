@@ -78,13 +78,13 @@ def quality_section(
     rows = []
     for q in single:
         methods = (
-            ("CNN", q),
+            (q.get("model_name", "CNN"), q),
             ("MFCC + SVM baseline", q.get("classical") or {}),
-            ("CNN + SVM ensemble", q.get("ensemble") or {}),
+            (f"{q.get('model_name', 'CNN')} + SVM ensemble", q.get("ensemble") or {}),
             ("nearest-centroid baseline", q.get("baseline") or {}),
         )
         for name, scores in methods:
-            if name != "CNN" and scores.get("clip_accuracy") is None:
+            if scores is not q and scores.get("clip_accuracy") is None:
                 continue
             rows.append(
                 (
@@ -100,7 +100,7 @@ def quality_section(
             Table(
                 ("metrics", "method", "clip accuracy", "segment accuracy", "macro-F1"),
                 tuple(rows),
-                caption="The CNN beside the baselines on the same test clips. Nearest centroid: "
+                caption="The model beside the baselines on the same test clips. Nearest centroid: "
                 + (single[0].get("baseline_method") or "nearest centroid on mean spectra")
                 + ".",
             )

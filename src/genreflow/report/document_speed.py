@@ -60,6 +60,19 @@ def sweep_section(
     elif stage == "spectrograms_weak":
         blocks = [Heading("Spectrograms: weak scaling (fixed work per rank)")]
         header = ("ranks", "runs", "clips", "wall", "work", "efficiency", "throughput ratio")
+    elif stage == "embed":
+        blocks = [Heading("Embedding: the pretrained backbone's forward pass vs threads")]
+        header = (
+            "threads",
+            "runs",
+            "seconds",
+            "segments / s",
+            "s per 30-s clip",
+            "speed-up",
+            "efficiency",
+            "per core",
+            "configuration",
+        )
     elif stage == "train_workers":
         blocks = [Heading("Training: scaling with data-parallel workers")]
         header = (
@@ -125,6 +138,19 @@ def sweep_section(
                         format_speedup(p["speedup"]),
                     )
                 )
+            elif stage == "embed":
+                rate, per_clip = p["samples_per_second"], p["seconds_per_30s_clip"]
+                rows.append(
+                    (
+                        count,
+                        str(p["runs"]),
+                        format_seconds(p["seconds"]),
+                        f"{rate:.1f}" if rate is not None else "n/a",
+                        format_seconds(per_clip) if per_clip is not None else "n/a",
+                        *ratios,
+                        p["config"],
+                    )
+                )
             elif stage == "train_workers":
                 share = p["allreduce_fraction"]
                 rows.append(
@@ -160,6 +186,7 @@ def sweep_section(
         "spectrograms": "scaling_ranks",
         "spectrograms_weak": "",
         "train_workers": "scaling_workers",
+        "embed": "scaling_embed",
     }.get(stage, "scaling_threads")
     if key in plots:
         what = (

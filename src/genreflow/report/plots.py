@@ -147,7 +147,11 @@ def plot_rank_scaling(*, sweeps: Sequence[Mapping[str, Any]], path: str | os.Pat
 
 
 def plot_thread_scaling(
-    *, sweeps: Sequence[Mapping[str, Any]], path: str | os.PathLike, axis: str = "threads"
+    *,
+    sweeps: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    axis: str = "threads",
+    rate_label: str = "training samples / s (median)",
 ) -> Path:
     """Training vs intra-op threads (or data-parallel ``axis="workers"``): speed-up, efficiency, samples/s."""
     fig = Figure(layout="constrained", figsize=(13, 4))
@@ -167,7 +171,7 @@ def plot_thread_scaling(
     ax_rate.set_xticks(np.arange(len(labels)))
     ax_rate.set_xticklabels(labels)
     ax_rate.set_xlabel(axis)
-    ax_rate.set_ylabel("training samples / s (median)")
+    ax_rate.set_ylabel(rate_label)
     ax_rate.set_title("throughput")
     if len(sweeps) > 1:
         ax_rate.legend(fontsize=7)

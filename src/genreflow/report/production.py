@@ -17,7 +17,12 @@ from typing import Any
 
 from genreflow.core.atomic import write_json
 from genreflow.core.errors import StageError
-from genreflow.report.readers import load_json, read_spectrogram_timings, read_train_timings
+from genreflow.report.readers import (
+    load_json,
+    read_embed_timings,
+    read_spectrogram_timings,
+    read_train_timings,
+)
 from genreflow.report.records import UnusableFile
 from genreflow.report.text import format_seconds, format_speedup, plural
 
@@ -58,6 +63,8 @@ def choose_setting(*, timings: Sequence[str | os.PathLike]) -> dict[str, Any]:
                 runs.append(("spectrograms", read_spectrogram_timings(path, data=data)))
             elif data.get("stage") == "train":
                 runs.append(("train", read_train_timings(path, data=data)))
+            elif data.get("stage") == "embed":
+                runs.append(("embed", read_embed_timings(path, data=data)))
             else:
                 raise UnusableFile(f"stage {data.get('stage')!r} is not a sweep stage")
         except UnusableFile as exc:
@@ -70,6 +77,10 @@ def choose_setting(*, timings: Sequence[str | os.PathLike]) -> dict[str, Any]:
         axis, metric = "ranks", "work seconds (scatter to the last rank's last shard)"
         counts = [r.n_ranks for _, r in runs]
         times = [r.compute_seconds for _, r in runs]
+    elif stage == "embed":
+        axis, metric = "threads", "seconds of the backbone's forward passes"
+        counts = [r.intra_op for _, r in runs]
+        times = [r.seconds for _, r in runs]
     else:
         axis, metric = "threads", "seconds per epoch of training steps"
         counts = [r.intra_op for _, r in runs]
@@ -83,7 +94,7 @@ def choose_setting(*, timings: Sequence[str | os.PathLike]) -> dict[str, Any]:
         for p in result.points
         if p.count != best.count
     )
-    title = "spectrograms" if stage == "spectrograms" else "training"
+    title = {"spectrograms": "spectrograms", "embed": "embedding"}.get(stage, "training")
     text = (
         f"production {title} uses {plural(best.count, axis[:-1])}: the fastest of its sweep "
         f"({format_seconds(best.seconds)}, {format_speedup(best.speedup)}"

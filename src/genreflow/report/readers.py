@@ -18,6 +18,7 @@ from typing import Any
 from genreflow.report.records import (
     BENCHMARK_HEADER,
     BenchmarkFile,
+    EmbedRun,
     EpochTiming,
     History,
     Metrics,
@@ -144,6 +145,43 @@ def read_spectrogram_timings(
         ),
         scaling="weak" if data.get("scaling") == "weak" else "strong",
         clips_per_rank=_count(data.get("clips_per_rank")),
+    )
+
+
+def read_embed_timings(
+    path: Path,
+    *,
+    data: Mapping[str, Any],
+    local_host: str | None = None,
+    local_cores: int | None = None,
+) -> EmbedRun:
+    """Parse an embedding-stage ``timings.json`` (``genreflow embed``; docs/formats.md)."""
+    threads = data.get("threads") if isinstance(data.get("threads"), dict) else {}
+    intra = _count(threads.get("intra_op"))
+    seconds = _number((data.get("seconds") or {}).get("embed"))
+    if not intra or intra < 1 or seconds is None or seconds <= 0:
+        raise UnusableFile("embedding timings need threads.intra_op >= 1 and seconds.embed > 0")
+    host = data.get("host") if isinstance(data.get("host"), str) else None
+    cores, cores_source = _recorded_cores(data, (host,) if host else (), local_host, local_cores)
+    cpus = threads.get("cpus")
+    return EmbedRun(
+        path=path,
+        intra_op=intra,
+        host=host,
+        device=data.get("device") if isinstance(data.get("device"), str) else None,
+        seconds=seconds,
+        segments=_count(data.get("segments")) or 0,
+        clips=_count(data.get("clips")) or 0,
+        segments_per_second=_number(data.get("segments_per_second")),
+        seconds_per_30s_clip=_number(data.get("seconds_per_30s_clip")),
+        config_hash=data.get("features_hash")
+        if isinstance(data.get("features_hash"), str)
+        else None,
+        cores=cores,
+        cores_source=cores_source,
+        bound_cpus=len(cpus) if isinstance(cpus, list) and cpus else None,
+        start_time=_number(data.get("start_time")),
+        end_time=_number(data.get("end_time")),
     )
 
 
@@ -309,6 +347,7 @@ def read_metrics(path: Path) -> Metrics:
         path=path,
         **extra,
         verdict=data["verdict"] if isinstance(data.get("verdict"), str) else None,
+        model_name=data["model_name"] if isinstance(data.get("model_name"), str) else "CNN",
         clip_accuracy=scores["clip_accuracy"],
         segment_accuracy=scores["segment_accuracy"],
         macro_f1=scores["macro_f1"],

@@ -105,6 +105,31 @@ class EpochTiming:
 
 
 @dataclass(frozen=True)
+class EmbedRun:
+    """One ``genreflow embed`` job: the backbone over every train/valid segment, N threads."""
+
+    path: Path
+    intra_op: int
+    host: str | None
+    device: str | None
+    seconds: float  # the forward passes (loading the backbone apart)
+    segments: int
+    clips: int
+    segments_per_second: float | None
+    seconds_per_30s_clip: float | None
+    config_hash: str | None
+    cores: int | None
+    cores_source: str | None
+    bound_cpus: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return (self.host,) if self.host else ()
+
+
+@dataclass(frozen=True)
 class TrainRun:
     """One ``genreflow train`` job (a thread-sweep benchmark or the real training)."""
 
@@ -200,6 +225,7 @@ class Metrics:
     classical: Mapping[str, float] = field(default_factory=dict)
     ensemble: Mapping[str, float] = field(default_factory=dict)
     verdict: str | None = None
+    model_name: str = "CNN"
     multilabel: bool = False
     micro_f1: float | None = None
     mean_ap: float | None = None
@@ -228,6 +254,8 @@ class Collected:
     results: Path
     spectrograms: list[SpectrogramRun] = field(default_factory=list)
     train: list[TrainRun] = field(default_factory=list)
+    embed: list[EmbedRun] = field(default_factory=list)
+    heads: list[dict] = field(default_factory=list)  # timings.json of heads on a backbone
     histories: list[History] = field(default_factory=list)
     metrics: list[Metrics] = field(default_factory=list)
     benchmarks: list[BenchmarkFile] = field(default_factory=list)

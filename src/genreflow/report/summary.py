@@ -101,13 +101,21 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
         lambda r: r.epoch_seconds,
         notes["train"],
     )
+    embed = _timed(
+        collected,
+        [r for r in collected.embed if r.path not in overlapped],
+        lambda r: r.seconds,
+        notes["train"],
+    )
+    for runs in _groups(embed, key=lambda r: (r.config_hash, r.segments)):
+        stages.append(_embed_sweep(collected, runs, notes["train"]))
     single = [r for r in train if r.workers == 1]
     if single:
         for runs in _groups(single, key=lambda r: (r.config_hash, r.samples_per_epoch)):
             stages.append(_train_sweep(collected, runs, notes["train"]))
     for runs in _groups([r for r in train if r.workers > 1], key=lambda r: r.config_hash):
         stages.append(_workers_sweep(collected, runs, single, notes["train"]))
-    if not collected.train:
+    if not collected.train and not collected.heads:
         notes["train"].append("no training timings found (no timings.json with stage 'train')")
 
     load_balance = [
@@ -134,6 +142,7 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
         "training_curves": curves,
         "quality": quality,
         "benchmarks": benchmarks,
+        "heads": [_head_entry(h) for h in collected.heads],
         "production": [
             {k: c.get(k) for k in ("stage", "axis", "chosen", "text", "path")}
             for c in collected.choices
@@ -155,6 +164,8 @@ def _overlapping_runs(collected, notes: Mapping[str, list[str]]) -> set:
     for run in collected.spectrograms:
         spans.append(("spectrograms", run, set(run.hosts)))
     for run in collected.train:
+        spans.append(("train", run, {run.host} if run.host else set()))
+    for run in collected.embed:
         spans.append(("train", run, {run.host} if run.host else set()))
     spans = [s for s in spans if s[1].start_time is not None and s[1].end_time is not None]
     spans.sort(key=lambda s: s[1].start_time)
@@ -442,6 +453,65 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         cores_source=cores_source,
         notes=notes,
     )
+
+
+def _embed_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
+    """The backbone's forward pass over the train/valid segments vs TensorFlow threads."""
+    from genreflow.report.scaling import scaling
+
+    cores, cores_source = _cores(runs)
+    result = scaling(
+        counts=[r.intra_op for r in runs], times=[r.seconds for r in runs], cores=cores
+    )
+    points = []
+    for p in result.points:
+        at = [r for r in runs if r.intra_op == p.count]
+        rates = [r.segments_per_second for r in at if r.segments_per_second]
+        per_clip = [r.seconds_per_30s_clip for r in at if r.seconds_per_30s_clip]
+        bound = {r.bound_cpus for r in at if r.bound_cpus}
+        devices = {r.device for r in at if r.device}
+        hosts = [r.host for r in at if r.host]
+        points.append(
+            {
+                **_point_dict(p),
+                "samples_per_second": statistics.median(rates) if rates else None,
+                "seconds_per_30s_clip": statistics.median(per_clip) if per_clip else None,
+                "hosts": sorted(set(hosts)),
+                "config": (
+                    f"{plural(p.count, 'intra-op thread')}"
+                    + (f" on {plural(min(bound), 'core')}" if len(bound) == 1 else "")
+                    + (f", {'/'.join(sorted(devices))}" if devices else "")
+                    + f", {_hosts_text(hosts)}"
+                ),
+                "runs_paths": [collected.relative(r.path) for r in at],
+            }
+        )
+    return _sweep_entry(
+        stage="embed",
+        axis="threads",
+        metric="seconds of the backbone's forward passes over every segment (loading it apart)",
+        group=_common_folder(collected, runs),
+        task=f"embedding {runs[0].segments} segments of {runs[0].clips} clips",
+        result=result,
+        points=points,
+        cores=cores,
+        cores_source=cores_source,
+        notes=notes,
+    )
+
+
+def _head_entry(data: Mapping[str, Any]) -> dict:
+    seconds = data.get("seconds") if isinstance(data.get("seconds"), dict) else {}
+    return {
+        "path": data["path"],
+        "backbone": data.get("backbone"),
+        "train_clips": data.get("train_clips"),
+        "train_segments": data.get("train_segments"),
+        "fit_seconds": seconds.get("fit"),
+        "embed_seconds": seconds.get("embed"),
+        "total_seconds": data.get("total_seconds"),
+        "embeddings": data.get("embeddings"),
+    }
 
 
 def _workers_sweep(collected, runs: Sequence, single: Sequence, notes: list[str]) -> dict:

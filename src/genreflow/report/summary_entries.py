@@ -74,6 +74,7 @@ def quality_entry(collected: Collected, metrics: Metrics) -> dict:
         "classical": dict(metrics.classical),
         "ensemble": dict(metrics.ensemble),
         "verdict": metrics.verdict,
+        "model_name": metrics.model_name,
         "labels": list(metrics.labels) if metrics.labels else None,
         "per_class": {k: dict(v) for k, v in metrics.per_class.items()},
         "has_confusion": metrics.confusion is not None,

@@ -15,7 +15,25 @@ STAGE_TITLES = {
     "spectrograms_weak": "spectrograms, weak scaling",
     "train": "training",
     "train_workers": "training (data-parallel workers)",
+    "embed": "embedding (pretrained backbone)",
 }
+
+
+def head_line(head: Mapping[str, Any]) -> str:
+    """One head on a backbone in a line: what it was fitted on, and how long that took."""
+    text = f"head on {head.get('backbone')} ({head['path']})"
+    if head.get("fit_seconds") is not None:
+        text += (
+            f": fitted on {head.get('train_segments')} segments of {head.get('train_clips')} "
+            f"clips in {format_seconds(head['fit_seconds'])}"
+        )
+    if head.get("total_seconds") is not None:
+        text += f", {format_seconds(head['total_seconds'])} in all"
+        if head.get("embeddings"):
+            text += " (embeddings from the embedding job)"
+        elif head.get("embed_seconds") is not None:
+            text += f" (of which embedding {format_seconds(head['embed_seconds'])})"
+    return text
 
 
 def plural(n: int, word: str) -> str:
@@ -125,7 +143,8 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         if base.get("clip_accuracy") is not None:
             text += f" (nearest-centroid baseline {format_percent(base['clip_accuracy'])})"
         lines.append(text)
-        for name, key in (("MFCC + SVM baseline", "classical"), ("CNN + SVM ensemble", "ensemble")):
+        ensemble_name = f"{q.get('model_name', 'CNN')} + SVM ensemble"
+        for name, key in (("MFCC + SVM baseline", "classical"), (ensemble_name, "ensemble")):
             row = q.get(key) or {}
             if row.get("clip_accuracy") is not None:
                 lines.append(
@@ -136,6 +155,8 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {q['verdict']}")
     for stage in summary.get("stages", []):
         lines.append(stage_line(stage))
+    for head in summary.get("heads", []):
+        lines.append(head_line(head))
     for choice in summary.get("production", []):
         lines.append(choice["text"])
     if not summary.get("stages"):

@@ -45,6 +45,9 @@ class LogMel:
     sample_rate, n_fft, hop_length, n_mels, fmin, fmax, top_db
         As in ``librosa.feature.melspectrogram`` / ``librosa.power_to_db``.
         ``fmax=None`` means Nyquist; ``top_db=None`` keeps absolute dB (floor -100 dB).
+    compression : {"db", "logc"}
+        ``db``: ``power_to_db`` as above. ``logc``: ``log10(1 + 10000 * S)``, musicnn's front
+        end (``top_db`` does not apply).
     """
 
     def __init__(
@@ -57,12 +60,16 @@ class LogMel:
         fmin: float = 0.0,
         fmax: float | None = None,
         top_db: float | None = None,
+        compression: str = "db",
     ) -> None:
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels
         self.top_db = top_db
+        if compression not in ("db", "logc"):
+            raise ValueError(f"compression must be db or logc, not {compression!r}")
+        self.compression = compression
         self.window = hann_window(n_fft)
         self.filterbank = mel_filterbank(
             sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax
@@ -116,7 +123,13 @@ class LogMel:
         return cached
 
     def to_db(self, mel_power: np.ndarray) -> np.ndarray:
-        """``power_to_db(mel_power, ref=1.0, amin=1e-10, top_db=self.top_db)`` in float32."""
+        """The features of ``mel_power``, float32: ``power_to_db(mel_power, ref=1.0, amin=1e-10,
+        top_db=self.top_db)``, or ``log10(1 + 10000 * mel_power)`` with ``compression="logc"``."""
+        if self.compression == "logc":
+            logc = np.multiply(mel_power, np.float32(10000.0), dtype=np.float32)
+            np.log1p(logc, out=logc)
+            logc *= np.float32(1.0 / math.log(10.0))
+            return logc
         # 10 log10(x) as a scaled natural log (numpy vectorises float32 log, not log10: 4x),
         # of x / AMIN so that the floor comes out as exactly -100 dB.
         db = np.maximum(mel_power, AMIN, dtype=np.float32)
@@ -241,6 +254,7 @@ class FeatureExtractor:
             fmin=float(mel["fmin"]),
             fmax=mel["fmax"],
             top_db=mel.get("top_db"),
+            compression=mel.get("compression", "db"),
         )
         hop = self.logmel.hop_length
         self.grid = SegmentGrid(
@@ -355,4 +369,6 @@ def librosa_logmel(samples: np.ndarray, *, sample_rate: int, mel: Mapping[str, A
         fmin=mel["fmin"],
         fmax=mel["fmax"],
     )
+    if mel.get("compression", "db") == "logc":
+        return np.log10(1 + 10000 * power)
     return librosa.power_to_db(power, ref=1.0, amin=AMIN, top_db=mel.get("top_db"))

@@ -151,7 +151,7 @@ def fit_ensemble_baseline(
         ``genreflow.json``'s ``ensemble`` record: ``{"file", "weight", "method"}``; prediction
         then averages the CNN's and the baseline's clip probabilities with ``weight``.
     """
-    from genreflow.training.classical import ENSEMBLE_FILE, ENSEMBLE_WEIGHT, MfccSvm, save_baseline
+    from genreflow.classical import ENSEMBLE_FILE, ENSEMBLE_WEIGHT, MfccSvm, save_baseline
 
     svm = MfccSvm(n_labels=n_labels).fit(features, clips)
     save_baseline(svm, model_dir / ENSEMBLE_FILE)

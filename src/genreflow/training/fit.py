@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from genreflow.core.atomic import write_json
+from genreflow.core.device import describe_device
 from genreflow.core.errors import StageError
 from genreflow.training.checkpoints import TrainingRecord, load_state, new_state, resume_key
 from genreflow.training.dataset import TrainingData, read_training_data
@@ -33,7 +34,7 @@ from genreflow.training.distributed import WorkerGroup, lost_worker_message, wor
 from genreflow.training.export import export_run
 from genreflow.training.model import compile_model
 from genreflow.training.pipeline import TrainingPipelines, training_pipelines
-from genreflow.training.timing import describe_device, run_timings
+from genreflow.training.timing import run_timings
 
 __all__ = ["TrainResult", "train_model"]
 

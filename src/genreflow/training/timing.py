@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import socket
 import time
 from collections.abc import Mapping
@@ -16,34 +15,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from genreflow.core.device import describe_device
 from genreflow.training.distributed import WorkerGroup, describe_group
 
 __all__ = ["describe_device", "run_timings", "training_timings", "workers_timings"]
-
-
-def describe_device() -> dict:
-    """``{"device": "CPU"|"GPU", "device_name": str, "devices": [...]}`` as TensorFlow sees them."""
-    gpus = tf.config.list_physical_devices("GPU")
-    devices = [d.name for d in tf.config.list_physical_devices()]
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return {
-            "device": "GPU",
-            "device_name": details.get("device_name", gpus[0].name),
-            "devices": devices,
-        }
-    return {"device": "CPU", "device_name": _cpu_name(), "devices": devices}
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def training_timings(

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genreflow.training.dataset import ClipTable, FeatureSet, iter_segment_chunks
+from genreflow.spectrograms.clips import ClipTable, clip_average, iter_segment_chunks
+from genreflow.spectrograms.shards import FeatureSet
 
 MFCC_SVM_METHOD = (
     "MFCC(20) + delta mean/std per segment, standardised, RBF SVM (C=10); "
@@ -131,8 +132,6 @@ class MfccSvm:
 
     def clip_probabilities(self, features: FeatureSet, clips: ClipTable) -> np.ndarray:
         """Clip probabilities of ``clips`` (mean over each clip's segments), shape (n_clips, n_labels)."""
-        from genreflow.prediction.segment_scores import clip_average
-
         stats, positions = clip_segment_statistics(features, clips)
         return clip_average(self.segment_probabilities(stats), positions, n_clips=len(clips))
 

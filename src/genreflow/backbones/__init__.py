@@ -1,0 +1,1 @@
+"""Pretrained backbones (``train.model.backbone``) and the embeddings they produce."""
