@@ -226,3 +226,28 @@ def test_the_embedding_sweep_chooses_and_reports(backbone_run, tmp_path):
     assert not any("history.json" in n for n in summary["notes"]["files"])
     markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "Embedding: the pretrained backbone's forward pass vs threads" in markdown
+
+
+def test_stream_classifies_a_file_with_the_backbone_model(backbone_run, capsys):
+    """`genreflow stream` takes the backbone's model directory as it takes a CNN's: windows of
+    its own segment length, probabilities that agree with `predict` on the same samples."""
+    from genreflow.prediction.predictor import Predictor
+    from genreflow.prediction.stream import StreamClassifier
+
+    model = backbone_run / "model"
+    clip = next(backbone_run.glob("audio/mid/mid.00004.wav"))
+    capsys.readouterr()
+    assert main(["stream", str(model), "--input", str(clip), "--json", "--hop", "1.0"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records and all(r["top"][0]["label"] == "mid" for r in records)
+
+    predictor = Predictor(model)
+    samples = predictor.extractor.load(clip).samples
+    # 4.48 s = 281 frames: two whole 187-frame segments 94 frames apart, as predict cuts it
+    classifier = StreamClassifier(predictor, window_seconds=4.48, hop_seconds=1.5, smoothing=1.0)
+    results = classifier.push(samples) + classifier.finish()
+    sr = predictor.sample_rate
+    for r in [r for r in results if not r.final]:
+        reference = predictor.predict_samples(samples[round(r.start * sr) : round(r.time * sr)])
+        assert len(reference.offsets) == 2 and not reference.padded
+        np.testing.assert_allclose(r.probabilities, reference.probabilities, atol=1e-5)

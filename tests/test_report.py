@@ -13,6 +13,7 @@ import csv
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -637,3 +638,36 @@ def test_bad_results_path_is_a_one_line_error(tmp_path, kind):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(results) in lines[0] and "error" in lines[0]
     assert not out.exists()
+
+
+def test_superlinear_efficiency_is_flagged_as_a_slow_baseline(tmp_path):
+    results = tmp_path / "results"
+    write_sweep(results, f=0.1, t1=10.0, counts=[1, 2], cores=2, seed=0)
+    folder = results / "demo" / "features" / "feedc0de"
+    for n, work in ((1, 4.0), (2, 1.5)):  # 2.67x on 2 ranks
+        _edit_timings(
+            folder / f"ranks{n}" / "timings.json",
+            wall_seconds=work + 0.5,
+            startup_seconds=0.5,
+            work_seconds=work,
+        )
+    summary = build_report(results=results, out=tmp_path / "report")
+    notes = " ".join(summary["notes"]["spectrograms"])
+    assert "efficiency above 100 % at ranks 2 (133%)" in notes and "repeat the sweep" in notes
+    line = next(x for x in summary_lines(summary) if x.startswith("spectrograms:"))
+    assert "above 100 %: a slow baseline run" in line
+
+
+def test_only_keeps_the_current_configuration_and_names_the_others(tmp_path):
+    results = tmp_path / "results"
+    write_sweep(results, f=0.1, t1=10.0, counts=[1, 2], cores=2, seed=0)
+    old = results / "demo" / "features" / "0ldc0de0"
+    shutil.copytree(results / "demo" / "features" / "feedc0de", old)
+    everything = build_report(results=results / "demo", out=tmp_path / "all")
+    assert [p["runs"] for p in everything["stages"][0]["points"]] == [2, 2]  # both folders
+    current = build_report(
+        results=results / "demo", out=tmp_path / "current", only=["features/feedc0de"]
+    )
+    (entry,) = current["stages"]
+    assert [p["runs"] for p in entry["points"]] == [1, 1]
+    assert any("features/0ldc0de0" in n and "--only" in n for n in current["notes"]["files"])

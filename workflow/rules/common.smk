@@ -192,6 +192,13 @@ if AUTO_THREADS:
 else:
     PRODUCTION_EMBEDDINGS = f"{EMBED_DIR}/threads{PRODUCTION_THREADS}/timings.json"
 
+#: This config's folders under RUN_DIR: the report covers them, not earlier configurations'.
+CURRENT_FOLDERS = [
+    f"features/{FHASH}",
+    f"models/{FHASH}-{THASH}",
+    *([f"embeddings/{FHASH}-{BACKBONE}"] if USES_BACKBONE else []),
+]
+
 #: The thread sweep's choice for the production jobs (train.production_threads: auto): of
 #: the training sweep, or with a backbone of the embedding sweep.
 THREADS_CHOICE = (

@@ -21,13 +21,15 @@ rule report:
         f"{BENCH_DIR}/report.tsv"
     conda:
         "../envs/genreflow.yaml"
-    # The report searches the whole dataset folder (it groups runs by their config hash) and
-    # skips its own folder. Figures are drawn only when the data allows, so the PNGs are not
+    # The report searches the dataset folder, skipping its own folder and the runs of earlier
+    # configurations (--only: this config's features, embeddings and model folders). Figures are drawn only when the data allows, so the PNGs are not
     # declared outputs; report.html embeds them.
     params:
         results=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.summary)
         ),
         out=lambda wildcards, output: os.path.dirname(output.summary),
+        only=CURRENT_FOLDERS,
     shell:
-        "genreflow report --results {params.results:q} --out {params.out:q} > {log:q} 2>&1"
+        "genreflow report --results {params.results:q} --out {params.out:q}"
+        " --only {params.only:q} > {log:q} 2>&1"

@@ -28,13 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="folder for the report (created; may lie inside --results)",
     )
+    parser.add_argument(
+        "--only",
+        metavar="FOLDER",
+        nargs="+",
+        default=None,
+        help="the current configuration's folders under --results (features/<fhash>, "
+        "embeddings/..., models/<fhash>-<thash>): runs of other configurations in features/, "
+        "embeddings/ and models/ are left out (the workflow passes its own)",
+    )
     parser.add_argument("--title", default="genreflow speed-up report", help="report title")
 
 
 def run(args: argparse.Namespace) -> int:
     from genreflow.report import build_report, summary_lines
 
-    summary = build_report(results=args.results, out=args.out, title=args.title)
+    summary = build_report(results=args.results, out=args.out, title=args.title, only=args.only)
     for line in summary_lines(summary):
         print(line)
     print(f"report: {summary['files']['html']} (and report.md, summary.json beside it)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ def build_report(
     out: str | os.PathLike,
     title: str = TITLE,
     environment: Mapping[str, Any] | None = None,
+    only: Sequence[str] | None = None,
 ) -> dict:
     """Write ``report.md``, ``report.html``, ``summary.json``, ``summary_table.csv`` and PNGs.
 
@@ -69,6 +70,8 @@ def build_report(
         Report title.
     environment : mapping, optional
         Environment facts; default :func:`~genreflow.report.environment.collect_environment`.
+    only : sequence of str, optional
+        The current configuration's folders (:func:`~genreflow.report.collect.collect`).
 
     Returns
     -------
@@ -96,6 +99,7 @@ def build_report(
         exclude=out,
         local_host=environment.get("host") or env_module.hostname(),
         local_cores=environment.get("physical_cores") or env_module.physical_cores(),
+        only=only,
     )
     summary = build_summary(collected, environment=environment)
     plots = _draw(summary, collected, out)

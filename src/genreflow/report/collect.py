@@ -10,7 +10,7 @@ names it and says why; the rest of the report goes on. Parsing each file is
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from genreflow.report.records import Collected, UnusableFile
 
 _BENCHMARK_SUFFIXES = (".tsv", ".txt", ".jsonl", ".benchmark")
 _SKIP_DIRS = {"checkpoints", "__pycache__", "previews"}
+#: Folders of a dataset's results whose sub-folders are named by configuration hashes.
+_CONFIG_KEYED_DIRS = {"features", "embeddings", "models"}
 _HASH_KEYS = ("config_hash", "features_hash", "model_config_hash")
 
 
@@ -37,6 +39,7 @@ def collect(
     exclude: str | os.PathLike | None = None,
     local_host: str | None = None,
     local_cores: int | None = None,
+    only: Sequence[str] | None = None,
 ) -> Collected:
     """Read every timing, history, metrics and benchmark file below ``results``.
 
@@ -49,6 +52,10 @@ def collect(
     local_host, local_cores : optional
         This machine's host name and physical core count: used as the core count of runs
         that ran here and did not record their own.
+    only : sequence of str, optional
+        Folders (relative to ``results``) that hold the current configuration's runs, e.g.
+        ``features/<fhash>``: files in other folders of ``features/``, ``embeddings/`` and
+        ``models/`` (earlier configurations) are left out, with one note naming them.
 
     Returns
     -------
@@ -58,8 +65,18 @@ def collect(
     root = Path(results).resolve()
     out = Collected(results=root)
     skip = Path(exclude).resolve() if exclude is not None else None
+    prefixes = [Path(p).as_posix().strip("/") + "/" for p in only] if only is not None else None
+    other_configs: set[str] = set()
     for path in sorted(_walk(root, skip)):
         name = path.name
+        relative = out.relative(path)
+        if (
+            prefixes is not None
+            and relative.split("/", 1)[0] in _CONFIG_KEYED_DIRS
+            and not any(relative.startswith(p) for p in prefixes)
+        ):
+            other_configs.add("/".join(relative.split("/", 2)[:2]))
+            continue
         try:
             if name == "timings.json" or name.endswith("_timings.json"):
                 _read_timings(path, out, local_host=local_host, local_cores=local_cores)
@@ -79,6 +96,12 @@ def collect(
                     out.benchmarks.append(bench)
         except UnusableFile as exc:
             out.notes.append(f"skipped {out.relative(path)}: {exc}")
+    if other_configs:
+        out.notes.append(
+            f"left out the runs of other configurations in this folder "
+            f"({', '.join(sorted(other_configs))}): the report covers the current config; "
+            "`genreflow report` without --only includes every run"
+        )
     return out
 
 

@@ -625,6 +625,17 @@ def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:
         )
     if entry["fit"]["serial_fraction"] is None:
         notes.append(f"{where}Amdahl fit: {entry['fit']['note']}")
+    superlinear = [
+        p for p in entry["points"] if p["efficiency"] is not None and p["efficiency"] > 1.05
+    ]
+    if superlinear and not entry["stage"].endswith("_weak"):
+        shown = ", ".join(f"{p['count']} ({p['efficiency']:.0%})" for p in superlinear)
+        notes.append(
+            f"{where}efficiency above 100 % at {unit} {shown}: more {unit} cannot do more than "
+            f"their share, so the {entry['baseline']['count']}-{unit[:-1]} baseline ran slow "
+            "(another load on its core of a shared machine, or a cold cache): repeat the sweep "
+            "before trusting this speed-up"
+        )
     if entry["cores"] is None:
         notes.append(
             f"{where}the hosts' core count is unknown (not recorded in the timings, and the "

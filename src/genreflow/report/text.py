@@ -100,6 +100,8 @@ def stage_line(stage: Mapping[str, Any]) -> str:
         figures = [] if weak else [format_speedup(p["speedup"])]
         if p["count"] != stage["baseline"]["count"]:
             figures.append(f"efficiency {format_percent(p['efficiency'])}")
+            if not weak and p["efficiency"] is not None and p["efficiency"] > 1.05:
+                figures.append("above 100 %: a slow baseline run, see the notes")
         if p.get("oversubscribed"):
             figures.append("more than the cores")
         text = f"{plural(p['count'], unit)} {format_seconds(p['seconds'])}"
