@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genreflow",
         description="Music genre classification as an HPC workflow: "
-        "audio -> log-mel spectrograms (MPI) -> CNN (TensorFlow) -> genre.",
+        "audio -> log-mel spectrograms (MPI) -> pretrained backbone + head, or a CNN trained "
+        "from scratch (TensorFlow) -> genre.",
     )
     parser.add_argument("--version", action="version", version=f"genreflow {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -108,7 +108,9 @@ class TrainingData:
         return len(self.valid_clips) > 0
 
 
-def read_training_data(features_dir: str | os.PathLike, *, tcfg: Mapping[str, Any]) -> TrainingData:
+def read_training_data(
+    features_dir: str | os.PathLike, *, tcfg: Mapping[str, Any], band_stats: bool = True
+) -> TrainingData:
     """Open ``features_dir`` and read the train and valid clip tables and band statistics.
 
     Parameters
@@ -117,6 +119,9 @@ def read_training_data(features_dir: str | os.PathLike, *, tcfg: Mapping[str, An
         Output of ``genreflow spectrograms``.
     tcfg : mapping
         The ``train`` configuration section (``export`` decides whether a valid split is needed).
+    band_stats : bool
+        Compute the train split's band statistics (a pass over its shards); False gives mean 0
+        and std 1: a pretrained backbone normalises its own input.
 
     Raises
     ------
@@ -141,7 +146,11 @@ def read_training_data(features_dir: str | os.PathLike, *, tcfg: Mapping[str, An
                 else "(or set train.export: last to train without one)"
             )
         )
-    mean, std = band_statistics(features, train_clips)
+    if band_stats:
+        mean, std = band_statistics(features, train_clips)
+    else:
+        mean = np.zeros(features.n_mels, np.float32)
+        std = np.ones(features.n_mels, np.float32)
     return TrainingData(
         features=features,
         labels=labels,

@@ -34,9 +34,9 @@ from genreflow.backbones.embed import (
 from genreflow.core.atomic import write_json
 from genreflow.core.device import describe_device
 from genreflow.core.errors import DatasetError, StageError
-from genreflow.spectrograms.clips import ClipTable, clip_average, clip_table, is_multilabel
-from genreflow.spectrograms.shards import FeatureSet, open_features
-from genreflow.training.dataset import TrainingData
+from genreflow.spectrograms.clips import ClipTable, clip_average
+from genreflow.spectrograms.shards import FeatureSet
+from genreflow.training.dataset import read_training_data
 from genreflow.training.export import (
     export_model,
     fit_ensemble_baseline,
@@ -192,17 +192,9 @@ def train_head(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "timings.json").unlink(missing_ok=True)
-    features = open_features(features_dir)
-    labels = features.labels
-    multilabel = is_multilabel(features)
-    train = clip_table(features, split="train", labels=labels, multilabel=multilabel)
-    valid = clip_table(features, split="valid", labels=labels, multilabel=multilabel)
-    if len(train) == 0:
-        raise DatasetError(f"{features.path}: no 'train' clips; training needs a train split")
-    if multilabel and len(valid) == 0:
-        raise DatasetError(
-            f"{features.path}: no 'valid' clips (multi-label thresholds are tuned on valid)"
-        )
+    data = read_training_data(features_dir, tcfg=tcfg, band_stats=False)
+    features, labels, multilabel = data.features, data.labels, data.multilabel
+    train, valid = data.train_clips, data.valid_clips
     check_front_end(features, backbone=backbone)
     model = build_backbone()
     t_load = time.perf_counter()
@@ -217,16 +209,6 @@ def train_head(
     if len(valid):
         accuracy["valid"] = _accuracy(head, embeddings, valid, hcfg["embedding"])
     export_model(classifier, out / "model.keras")
-    data = TrainingData(
-        features=features,
-        labels=labels,
-        multilabel=multilabel,
-        train_clips=train,
-        valid_clips=valid,
-        # the backbone standardises its own input (batch normalisation on the features)
-        mean=np.zeros(features.n_mels, np.float32),
-        std=np.ones(features.n_mels, np.float32),
-    )
     info = model_record(cfg, data=data, best_epoch=0)
     info["backbone"] = backbone
     info["head"] = {"embedding": hcfg["embedding"], "c": float(hcfg["c"])}
