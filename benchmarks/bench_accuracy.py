@@ -12,6 +12,8 @@ shuffled with ``--seed``); every fold is the test split once and the other clips
 ``--test-data DIR`` every clip of ``DATA_DIR`` trains and every clip of ``DIR`` is the test:
 the honest question when ``DIR`` holds other artists ("does it recognise the genre of music
 it has never heard?"), which random folds cannot ask (one artist's clips land on both sides).
+``DATA_DIR`` may also be a CSV (``path,label[,group]``, as ``genreflow manifest --csv`` reads):
+``--grouped`` then cuts the folds so that no group (artist, album) is on both sides.
 
 Every fold runs the package's own stages in this process, once per model (``--models``):
 manifest -> spectrograms (one rank) -> ``train`` -> ``evaluate``, each model with its own front
@@ -60,7 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "data", metavar="DATA_DIR", help="folder-per-genre dataset (or GTZAN layout)"
+        "data",
+        metavar="DATA_DIR",
+        help="folder-per-genre dataset (or GTZAN layout), or a CSV as for `genreflow manifest "
+        "--csv` (path,label[,group])",
     )
     parser.add_argument(
         "--test-data",
@@ -76,6 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "cnn (from-scratch CNN and the baselines its evaluation scores)",
     )
     parser.add_argument("--folds", type=int, default=5, help="number of folds")
+    parser.add_argument(
+        "--grouped",
+        action="store_true",
+        help="grouped folds: no `group` (artist, album; from a CSV's group column) on both "
+        "sides of a fold (StratifiedGroupKFold)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold shuffle")
     parser.add_argument(
         "--valid-per-genre",
@@ -256,14 +267,23 @@ def format_table(rows: list[dict], summary: dict, folds: list, methods: list[str
     return "\n".join(lines)
 
 
+def read_clips(source: str):
+    """The clips of a dataset folder (``genreflow manifest`` discovery) or of a CSV."""
+    if str(source).lower().endswith(".csv"):
+        from genreflow.data.manifest_csv import read_csv
+
+        return read_csv(path=source)
+    from genreflow.data.manifest import discover
+
+    return discover(root=source)
+
+
 def new_artists_plan(clips, args) -> list:
     """Every clip of DATA_DIR trains (less --valid-per-genre per genre), every clip of
     --test-data is the test split."""
     import dataclasses
 
-    from genreflow.data.manifest import discover
-
-    tests, skipped = discover(root=args.test_data)
+    tests, skipped = read_clips(args.test_data)
     for item in skipped:
         print(f"skipped {item.item}: {item.reason}", flush=True)
     clash = {c.clip_id for c in clips} & {c.clip_id for c in tests}
@@ -285,7 +305,6 @@ def main(argv=None) -> int:
     from genreflow.commands._common import config_from_args
     from genreflow.core.config import config_hash
     from genreflow.core.threads import configure_tensorflow, keep_freed_memory, set_thread_env
-    from genreflow.data.manifest import discover
     from genreflow.data.splits import cross_validation_folds
 
     cfg = config_from_args(args)  # --config and --set exactly as the genreflow commands read them
@@ -303,7 +322,7 @@ def main(argv=None) -> int:
     methods = [name for m in models for name, _ in MODEL_METHODS[m]]
     if args.valid_per_genre is None:
         args.valid_per_genre = 0 if cfg["train"]["export"] == "last" else 1
-    clips, skipped = discover(root=args.data)
+    clips, skipped = read_clips(args.data)
     for item in skipped:
         print(f"skipped {item.item}: {item.reason}", flush=True)
     if args.test_data:
@@ -311,10 +330,15 @@ def main(argv=None) -> int:
         protocol = f"train on all {len(clips)} clips of {args.data}, test on {args.test_data}"
     else:
         plans = cross_validation_folds(
-            clips, folds=args.folds, seed=args.seed, valid_per_label=args.valid_per_genre
+            clips,
+            folds=args.folds,
+            seed=args.seed,
+            valid_per_label=args.valid_per_genre,
+            grouped=args.grouped,
         )
         chosen = args.only if args.only else list(range(args.folds))
-        protocol = f"{args.folds} folds (seed {args.seed}), running folds {chosen}"
+        kind = "grouped " if args.grouped else ""
+        protocol = f"{args.folds} {kind}folds (seed {args.seed}), running folds {chosen}"
     print(
         f"{len(clips)} clips, {len({c.label for c in clips})} genres, {protocol}; "
         f"models {', '.join(models)}; train threads {intra}",
@@ -339,7 +363,9 @@ def main(argv=None) -> int:
         "label": args.label,
         "data": str(Path(args.data).resolve()),
         "n_clips": len(clips),
-        "protocol": "test-data" if args.test_data else "cross-validation",
+        "protocol": "test-data"
+        if args.test_data
+        else ("grouped " if args.grouped else "") + "cross-validation",
         "test_data": str(Path(args.test_data).resolve()) if args.test_data else None,
         "models": models,
         "folds": args.folds,

@@ -668,3 +668,33 @@ def test_cross_validation_folds_test_every_clip_once_and_stratify():
     assert all(c.split != "valid" for c in cross_validation_folds(clips, folds=5, seed=3)[0])
     with pytest.raises(DatasetError, match="'c' has 5 clips, fewer than 6 folds"):
         cross_validation_folds(clips, folds=6, seed=0)
+
+
+def test_grouped_cross_validation_keeps_every_artist_on_one_side():
+    from genreflow.data.manifest import Clip
+    from genreflow.data.splits import cross_validation_folds
+
+    # 3 genres x 4 artists x 3 clips: an artist's clips share a group
+    clips = [
+        Clip(f"{g}.{a}.{i}", f"/x/{g}.{a}.{i}.wav", g, (g,), group=f"{g}-artist{a}")
+        for g in ("a", "b", "c")
+        for a in range(4)
+        for i in range(3)
+    ]
+    plans = cross_validation_folds(clips, folds=4, seed=0, grouped=True)
+    tested = sorted(c.clip_id for plan in plans for c in plan if c.split == "test")
+    assert tested == sorted(c.clip_id for c in clips)
+    for plan in plans:
+        test_groups = {c.group for c in plan if c.split == "test"}
+        train_groups = {c.group for c in plan if c.split == "train"}
+        assert test_groups and not test_groups & train_groups
+    # Ungrouped folds of the same clips do split artists.
+    plain = cross_validation_folds(clips, folds=4, seed=0)
+    assert any(
+        {c.group for c in p if c.split == "test"} & {c.group for c in p if c.split == "train"}
+        for p in plain
+    )
+    with pytest.raises(DatasetError, match="3 groups, fewer than 4 folds"):
+        cross_validation_folds(
+            [dataclasses.replace(c, group=c.label) for c in clips], folds=4, seed=0, grouped=True
+        )

@@ -323,13 +323,15 @@ def column_split(clips: Sequence[Clip]) -> list[Clip]:
 
 
 def cross_validation_folds(
-    clips: Sequence[Clip], *, folds: int, seed: int, valid_per_label: int = 0
+    clips: Sequence[Clip], *, folds: int, seed: int, valid_per_label: int = 0, grouped: bool = False
 ) -> list[list[Clip]]:
     """Stratified k-fold splits: for each fold, every clip with ``split`` set.
 
     The folds come from scikit-learn's ``StratifiedKFold(shuffle=True, random_state=seed)`` on
     the clips' labels; fold ``k``'s clips are ``test``, and of the others ``valid_per_label``
-    per label (never a label's last train clip) are ``valid``, the rest ``train``.
+    per label (never a label's last train clip) are ``valid``, the rest ``train``. With
+    ``grouped``, ``StratifiedGroupKFold`` on the clips' ``group`` (artist, album) instead: no
+    group has clips on both sides of a fold.
 
     Returns
     -------
@@ -339,7 +341,7 @@ def cross_validation_folds(
     Raises
     ------
     DatasetError
-        A label has fewer clips than ``folds``.
+        A label has fewer clips than ``folds`` (or, grouped, there are fewer groups).
     """
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
@@ -350,9 +352,20 @@ def cross_validation_folds(
         raise DatasetError(
             f"label '{names[counts.argmin()]}' has {counts.min()} clips, fewer than {folds} folds"
         )
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    if grouped:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        # No clip of a group (artist, album) on both sides; a clip without one is its own group.
+        groups = np.array([c.group or f"clip:{c.clip_id}" for c in clips])
+        if len(set(groups)) < folds:
+            raise DatasetError(f"{len(set(groups))} groups, fewer than {folds} folds")
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        indices = splitter.split(np.zeros(len(labels)), labels, groups)
+    else:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        indices = splitter.split(np.zeros(len(labels)), labels)
     plans = []
-    for k, (_, test_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+    for k, (_, test_index) in enumerate(indices):
         rng = np.random.default_rng([seed, k])
         split = np.full(len(clips), "train", dtype=object)
         split[test_index] = "test"
