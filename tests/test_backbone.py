@@ -251,3 +251,32 @@ def test_stream_classifies_a_file_with_the_backbone_model(backbone_run, capsys):
         reference = predictor.predict_samples(samples[round(r.start * sr) : round(r.time * sr)])
         assert len(reference.offsets) == 2 and not reference.padded
         np.testing.assert_allclose(r.probabilities, reference.probabilities, atol=1e-5)
+
+
+def test_serve_answers_with_the_backbone_model(backbone_run, tmp_path):
+    """The HTTP API loads the backbone's model directory and answers like `predict`."""
+    import httpx
+    from server_process import start_server, stop_server
+
+    model = backbone_run / "model"
+    clip = next(backbone_run.glob("audio/high/high.00004.wav"))
+    server = start_server(model, tmp_path)
+    try:
+        response = httpx.post(
+            f"{server.url}/predict",
+            files={"file": ("clip.wav", clip.read_bytes(), "audio/wav")},
+            timeout=120,
+        )
+    finally:
+        stop_server(server)
+    assert response.status_code == 200, response.text
+    record = response.json()
+    assert record["label"] == "high" and record["n_segments"] == 4  # 6 s: 0, 1.5, 3, 4.5 s
+
+    from genreflow.prediction.predictor import Predictor
+
+    expected = Predictor(model).predict_file(clip).probabilities
+    served = [
+        record["probabilities"][label] for label in read_json(model / "genreflow.json")["labels"]
+    ]
+    np.testing.assert_allclose(served, expected, atol=1e-4)

@@ -8,13 +8,10 @@ here, only that it loads and answers.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from demo_model import model_labels, write_clip
+from server_process import start_server, stop_server
 
 from genreflow.cli import main
 
@@ -29,70 +27,9 @@ SR = 22050
 #: Tiny limits so that the "too large" and "too long" cases stay small.
 MAX_UPLOAD_MB = 0.25
 MAX_AUDIO_SECONDS = 20
-STARTUP_TIMEOUT = 120
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-# --------------------------------------------------------------------------- the server
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    temp_root: Path  # TMPDIR of the server process
-    log: Path
-
-    @property
-    def upload_dir(self) -> Path:
-        """The server's own upload folder under its TMPDIR."""
-        found = list(self.temp_root.glob(f"genreflow-serve-{self.process.pid}-*"))
-        assert len(found) == 1, found
-        return found[0]
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def start_server(model: Path, root: Path, *extra: str) -> Server:
-    temp_root = root / "tmp"
-    temp_root.mkdir()
-    log = root / "server.log"
-    cmd = [sys.executable, "-m", "genreflow", "serve", str(model), "--port", "0"]
-    cmd += ["--threads", "1", *extra]
-    env = {**os.environ, "TMPDIR": str(temp_root)}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    server = Server(url="", process=proc, temp_root=temp_root, log=log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{server.log_text()}")
-        if not server.url:
-            found = re.search(r"on (http://127\.0\.0\.1:\d+)", server.log_text())
-            server.url = found.group(1) if found else ""
-        if server.url:
-            try:
-                if httpx.get(f"{server.url}/health", timeout=5).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-        time.sleep(0.2)
-    stop_server(server)
-    pytest.fail(f"server not healthy after {STARTUP_TIMEOUT} s:\n{server.log_text()}")
-
-
-def stop_server(server: Server) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    return server.process.returncode
 
 
 @pytest.fixture(scope="module")
