@@ -117,6 +117,7 @@ def model_configs(cfg: dict, models: list[str]) -> dict[str, dict]:
     """The config of each model run: the backbone with its front end, the CNN with its own."""
     import copy
 
+    from genreflow.backbones.musicnn import PATCH_FRAMES
     from genreflow.core.config import BACKBONE_FRONT_ENDS, validate_config
 
     out = {}
@@ -128,7 +129,10 @@ def model_configs(cfg: dict, models: list[str]) -> dict[str, dict]:
             for dotted, value in BACKBONE_FRONT_ENDS["musicnn-msd"].items():
                 section, key = dotted.split(".")
                 bb[section][key] = value
-            bb["audio"]["segment_seconds"] = 2.992  # 187 frames: musicnn's patch
+            # musicnn's patch: PATCH_FRAMES hops of the front end (187 x 256 / 16000 = 2.992 s)
+            bb["audio"]["segment_seconds"] = (
+                PATCH_FRAMES * bb["mel"]["hop_length"] / bb["audio"]["sample_rate"]
+            )
         out["backbone"] = validate_config(bb, source="backbone model config")
     if "cnn" in models:
         cnn = copy.deepcopy(cfg)

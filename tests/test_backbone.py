@@ -280,3 +280,18 @@ def test_serve_answers_with_the_backbone_model(backbone_run, tmp_path):
         record["probabilities"][label] for label in read_json(model / "genreflow.json")["labels"]
     ]
     np.testing.assert_allclose(served, expected, atol=1e-4)
+
+
+def test_a_multilabel_head_stays_multilabel_when_its_train_clips_have_one_label_each():
+    """The feature set decides (as for the CNN): sigmoid outputs, one regression per label."""
+    from genreflow.training.head import fit_head
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 5))
+    targets = np.eye(3)[np.arange(60) % 2]  # one label per row, label 2 never present
+    multi = fit_head(x, targets, multilabel=True, c=1.0, seed=0)
+    single = fit_head(x, targets, multilabel=False, c=1.0, seed=0)
+    assert multi["multilabel"] and not single["multilabel"]
+    assert multi["bias"][2] == single["bias"][2] == -30.0  # absent label: never predicted
+    # one-vs-rest: label 0's and label 1's regressions are mirror images, not softmax halves
+    np.testing.assert_allclose(multi["kernel"][:, 0], -multi["kernel"][:, 1], atol=1e-6)

@@ -175,13 +175,18 @@ else:
     PRODUCTION_FEATURES = features_marker(PRODUCTION_RANKS)
 
 
-def features_dir(wildcards, input) -> str:
-    """The folder of the production features: the marker's folder, or for the sweep's choice
+def marker_folder(path) -> str:
+    """The folder a production input stands for: the marker's folder, or for a sweep's choice
     (``production.json``) the ``production`` link beside it."""
-    path = str(input.features)
+    path = str(path)
     if os.path.basename(path) == "production.json":
         return path.removesuffix(".json")
     return os.path.dirname(path)
+
+
+def features_dir(wildcards, input) -> str:
+    """The folder of the production features."""
+    return marker_folder(input.features)
 
 
 #: Embeddings of the production features by the backbone (keyed by features and backbone).
@@ -221,10 +226,7 @@ def embeddings_option(wildcards, input) -> str:
     """``--embeddings DIR`` for a head on a backbone (the chosen run's folder), else nothing."""
     if not USES_BACKBONE:
         return ""
-    path = str(input.embeddings)
-    if os.path.basename(path) == "production.json":
-        return f"--embeddings {path.removesuffix('.json')}"
-    return f"--embeddings {os.path.dirname(path)}"
+    return f"--embeddings {marker_folder(input.embeddings)}"
 
 
 def production_threads_option(wildcards, input) -> str:

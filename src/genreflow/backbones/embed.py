@@ -109,14 +109,12 @@ def embed_clips(
     outputs: dict[str, list[np.ndarray]] = {k: [] for k in EMBEDDING_OUTPUTS}
     chunks = iter_segment_chunks(features, clips, chunk_rows=_BATCH * 8)
     total = int(clips.n_segments.sum())
-    done = 0
     for _, segments in progress(chunks, desc=f"embed ({total} segments)", enabled=show_progress):
         for first in range(0, len(segments), _BATCH):
             batch = segments[first : first + _BATCH, :, :, None]
             result = forward(tf.constant(batch))
             for key in EMBEDDING_OUTPUTS:
                 outputs[key].append(result[key].numpy())
-        done += len(segments)
     stops = np.cumsum(clips.n_segments)
     return Embeddings(
         backbone=name,
@@ -196,19 +194,17 @@ def read_embeddings(path: str | os.PathLike) -> Embeddings:
 
 def check_front_end(features: FeatureSet, *, backbone: str) -> None:
     """Raise :class:`StageError` unless ``features`` were made with ``backbone``'s front end."""
-    from genreflow.core.config import BACKBONE_FRONT_ENDS
+    from genreflow.core.config import BACKBONE_FRONT_ENDS, front_end_mismatch
 
     if backbone not in BACKBONE_FRONT_ENDS:
         raise StageError(f"unknown backbone '{backbone}' (known: {', '.join(BACKBONE_FRONT_ENDS)})")
-    info = features.info
-    for dotted, wanted in BACKBONE_FRONT_ENDS[backbone].items():
-        section, key = dotted.split(".")
-        value = info.get(section, {}).get(key, "db" if key == "compression" else None)
-        if value != wanted and not (key == "fmax" and value == info["audio"]["sample_rate"] / 2):
-            raise StageError(
-                f"{features.path}: features made with {dotted} = {value!r}, but backbone "
-                f"{backbone} needs {wanted!r}: run the spectrogram stage with its front end"
-            )
+    mismatch = front_end_mismatch(backbone, audio=features.info["audio"], mel=features.info["mel"])
+    if mismatch is not None:
+        dotted, value, wanted = mismatch
+        raise StageError(
+            f"{features.path}: features made with {dotted} = {value!r}, but backbone "
+            f"{backbone} needs {wanted!r}: run the spectrogram stage with its front end"
+        )
 
 
 def segments_per_clip(features: FeatureSet, *, seconds: float = 30.0) -> int:

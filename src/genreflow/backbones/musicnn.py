@@ -19,10 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genreflow.core.config import BACKBONE_FRONT_ENDS
-
-#: The front end the weights expect (``audio`` / ``mel`` config values, checked by the config).
-FRONT_END = BACKBONE_FRONT_ENDS["musicnn-msd"]
+#: The front end the weights expect is ``genreflow.core.config.BACKBONE_FRONT_ENDS["musicnn-msd"]``.
 #: Frames of the patches the network was trained on (3 s at 16 kHz, hop 256).
 PATCH_FRAMES = 187
 WEIGHTS_FILE = "musicnn_msd.npz"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from genreflow.commands._common import add_config_arguments, config_from_args
 
@@ -32,7 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genreflow.core.errors import ConfigError
-    from genreflow.core.threads import keep_freed_memory, quiet_tensorflow, start_tensorflow
+    from genreflow.core.threads import (
+        keep_freed_memory,
+        quiet_tensorflow,
+        start_tensorflow,
+        usable_cpus,
+    )
 
     cfg = config_from_args(args)
     backbone = cfg["train"]["model"]["backbone"]
@@ -43,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = args.threads or cpus or 1
+    threads = args.threads or usable_cpus()
     keep_freed_memory()
     settings = start_tensorflow(intra_op=threads, inter_op=1, bind=cfg["train"]["bind_cores"])
     quiet_tensorflow()

@@ -171,8 +171,9 @@ def production_threads(args: argparse.Namespace, cfg) -> int:
     value = cfg["train"]["production_threads"]
     if value == "auto":
         # The workflow passes the sweep's choice; run by hand, take every CPU we may use.
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        count = cpus or os.cpu_count() or 1
+        from genreflow.core.threads import usable_cpus
+
+        count = usable_cpus()
         print(
             f"train: train.production_threads is auto and no sweep choice was given "
             f"(--threads-from): using the {count} CPU(s) this process may run on",

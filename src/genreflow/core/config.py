@@ -197,19 +197,32 @@ BACKBONE_FRONT_ENDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _check_backbone_front_end(cfg: dict, source: str) -> None:
-    backbone = cfg["train"]["model"]["backbone"]
+def front_end_mismatch(
+    backbone: str, *, audio: Mapping[str, Any], mel: Mapping[str, Any]
+) -> tuple[str, Any, Any] | None:
+    """The first ``audio``/``mel`` setting that differs from ``backbone``'s front end, as
+    ``(dotted key, value, wanted)``, or None (also for ``none``). ``mel.fmax`` at Nyquist
+    counts as null; a ``mel`` without ``compression`` (older features) as ``db``."""
+    sections = {"audio": audio, "mel": mel}
     for dotted, wanted in BACKBONE_FRONT_ENDS.get(backbone, {}).items():
         section, key = dotted.split(".")
-        value = cfg[section][key]
-        if value != wanted and not (
-            dotted == "mel.fmax" and value == cfg["audio"]["sample_rate"] / 2
-        ):
-            raise ConfigError(
-                f"{source}: key '{dotted}' has value {json.dumps(value)}; allowed with "
-                f"train.model.backbone {backbone}: only {json.dumps(wanted)} (the front end the "
-                "backbone was trained on)"
-            )
+        value = sections[section].get(key, "db" if key == "compression" else None)
+        nyquist = key == "fmax" and value == audio["sample_rate"] / 2
+        if value != wanted and not nyquist:
+            return dotted, value, wanted
+    return None
+
+
+def _check_backbone_front_end(cfg: dict, source: str) -> None:
+    backbone = cfg["train"]["model"]["backbone"]
+    mismatch = front_end_mismatch(backbone, audio=cfg["audio"], mel=cfg["mel"])
+    if mismatch is not None:
+        dotted, value, wanted = mismatch
+        raise ConfigError(
+            f"{source}: key '{dotted}' has value {json.dumps(value)}; allowed with "
+            f"train.model.backbone {backbone}: only {json.dumps(wanted)} (the front end the "
+            "backbone was trained on)"
+        )
 
 
 def _check_cross_fields(cfg: dict, source: str) -> None:

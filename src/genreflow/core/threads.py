@@ -233,6 +233,13 @@ def bind_to_cores(count: int, *, slot: int = 0) -> list[int] | None:
     return chosen
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 

@@ -99,7 +99,7 @@ def evaluate_model(
         **(
             multilabel_metrics(**scores, thresholds=predictor.thresholds)
             if multilabel
-            else single_label_metrics(**scores, model_name=model_name(info))
+            else single_label_metrics(**scores, model_name=model_label(info))
         ),
         "model": str(model_dir),
         "model_name": model_label(info),
@@ -120,12 +120,6 @@ def model_label(info) -> str:
     return f"{backbone} + head" if backbone else "CNN"
 
 
-def model_name(info) -> str:
-    """How verdicts name the model of ``genreflow.json``: the CNN, or the head on a backbone."""
-    backbone = info.get("backbone")
-    return f"the {backbone} model" if backbone else "the CNN"
-
-
 def single_label_metrics(
     *,
     features: FeatureSet,
@@ -134,7 +128,7 @@ def single_label_metrics(
     clip_probs: np.ndarray,
     segment_probs: np.ndarray,
     labels: Sequence[str],
-    model_name: str = "the CNN",
+    model_name: str = "CNN",
 ) -> dict:
     """The single-label part of ``metrics.json``: segment and clip scores beside the baselines.
 
@@ -174,7 +168,7 @@ def single_label_metrics(
         "classical": classical,
         "ensemble": ensemble,
         "verdict": verdict(
-            clip_report["accuracy"], classical.get("clip_accuracy"), model=model_name
+            clip_report["accuracy"], classical.get("clip_accuracy"), model=f"the {model_name}"
         ),
         "clips": [
             {

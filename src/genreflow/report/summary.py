@@ -414,26 +414,18 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     points = []
     for p in result.points:
         at = [r for r in runs if r.intra_op == p.count]
-        inter = {r.inter_op for r in at if r.inter_op}
-        devices = {r.device for r in at if r.device}
         throughputs = [r.throughput for r in at if r.throughput]
         overheads = [r.overhead_fraction for r in at if r.overhead_fraction is not None]
-        bound = {r.bound_cpus for r in at if r.bound_cpus}
-        hosts = [r.host for r in at if r.host]
         points.append(
             {
                 **_point_dict(p),
                 "samples_per_second": statistics.median(throughputs) if throughputs else None,
                 "epochs": sum(len(r.epochs) for r in at),
                 "epoch_overhead": statistics.median(overheads) if overheads else None,
-                "bound_cpus": sorted(bound),
-                "hosts": sorted(set(hosts)),
-                "config": (
-                    f"{plural(p.count, 'intra-op thread')}"
-                    + (f" + {min(inter)} inter-op" if len(inter) == 1 else "")
-                    + (f" on {plural(min(bound), 'core')}" if len(bound) == 1 else "")
-                    + (f", {'/'.join(sorted(devices))}" if devices else "")
-                    + f", {_hosts_text(hosts)}"
+                "bound_cpus": sorted({r.bound_cpus for r in at if r.bound_cpus}),
+                "hosts": sorted({r.host for r in at if r.host}),
+                "config": _threads_config(
+                    p.count, at, inter={r.inter_op for r in at if r.inter_op}
                 ),
                 "runs_paths": [collected.relative(r.path) for r in at],
             }
@@ -455,6 +447,19 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     )
 
 
+def _threads_config(count: int, runs: Sequence, *, inter: set | None = None) -> str:
+    """How a thread-sweep point ran: its threads, the cores it was bound to, device, hosts."""
+    bound = {r.bound_cpus for r in runs if r.bound_cpus}
+    devices = {r.device for r in runs if r.device}
+    return (
+        f"{plural(count, 'intra-op thread')}"
+        + (f" + {min(inter)} inter-op" if inter and len(inter) == 1 else "")
+        + (f" on {plural(min(bound), 'core')}" if len(bound) == 1 else "")
+        + (f", {'/'.join(sorted(devices))}" if devices else "")
+        + f", {_hosts_text([r.host for r in runs if r.host])}"
+    )
+
+
 def _embed_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     """The backbone's forward pass over the train/valid segments vs TensorFlow threads."""
     from genreflow.report.scaling import scaling
@@ -468,21 +473,13 @@ def _embed_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         at = [r for r in runs if r.intra_op == p.count]
         rates = [r.segments_per_second for r in at if r.segments_per_second]
         per_clip = [r.seconds_per_30s_clip for r in at if r.seconds_per_30s_clip]
-        bound = {r.bound_cpus for r in at if r.bound_cpus}
-        devices = {r.device for r in at if r.device}
-        hosts = [r.host for r in at if r.host]
         points.append(
             {
                 **_point_dict(p),
                 "samples_per_second": statistics.median(rates) if rates else None,
                 "seconds_per_30s_clip": statistics.median(per_clip) if per_clip else None,
-                "hosts": sorted(set(hosts)),
-                "config": (
-                    f"{plural(p.count, 'intra-op thread')}"
-                    + (f" on {plural(min(bound), 'core')}" if len(bound) == 1 else "")
-                    + (f", {'/'.join(sorted(devices))}" if devices else "")
-                    + f", {_hosts_text(hosts)}"
-                ),
+                "hosts": sorted({r.host for r in at if r.host}),
+                "config": _threads_config(p.count, at),
                 "runs_paths": [collected.relative(r.path) for r in at],
             }
         )

@@ -50,15 +50,20 @@ __all__ = ["build_classifier", "fit_head", "train_head"]
 _ABSENT_LOGIT = -30.0
 
 
-def fit_head(x: np.ndarray, targets: np.ndarray, *, c: float, seed: int) -> dict[str, np.ndarray]:
+def fit_head(
+    x: np.ndarray, targets: np.ndarray, *, multilabel: bool, c: float, seed: int
+) -> dict[str, np.ndarray]:
     """Standardised logistic regression on segment embeddings.
 
     Parameters
     ----------
     x : np.ndarray, shape (n_segments, d)
     targets : np.ndarray, shape (n_segments, n_labels)
-        One-hot (single-label: one multinomial regression) or multi-hot (one regression per
-        label, sigmoid outputs).
+        One-hot or multi-hot.
+    multilabel : bool
+        The feature set's (:attr:`TrainingData.multilabel`): one regression per label, sigmoid
+        outputs; else one multinomial regression, softmax. Not inferred from ``targets``: a
+        multi-label set's train split may hold only single-label clips.
     c : float
         scikit-learn's ``C``.
 
@@ -76,7 +81,6 @@ def fit_head(x: np.ndarray, targets: np.ndarray, *, c: float, seed: int) -> dict
     n_labels = targets.shape[1]
     kernel = np.zeros((x.shape[1], n_labels))
     bias = np.full(n_labels, _ABSENT_LOGIT)
-    multilabel = bool((targets.sum(axis=1) != 1).any())
     iterations = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
@@ -144,15 +148,6 @@ def build_classifier(backbone_model, head: Mapping[str, Any], *, embedding: str,
     return keras.Model(segments, probabilities, name="genreflow_head")
 
 
-def _clip_accuracy(
-    probabilities: np.ndarray, clips: ClipTable, segment_clip: np.ndarray
-) -> float | None:
-    if len(clips) == 0 or clips.multilabel:
-        return None
-    per_clip = clip_average(probabilities, segment_clip, n_clips=len(clips))
-    return float((per_clip.argmax(axis=1) == clips.labels).mean())
-
-
 def train_head(
     *,
     features_dir: str | os.PathLike,
@@ -202,7 +197,7 @@ def train_head(
     t_embed = time.perf_counter()
     x, segment_clip = embeddings.rows(train, embedding=hcfg["embedding"])
     targets = train.targets[segment_clip]
-    head = fit_head(x, targets, c=float(hcfg["c"]), seed=int(tcfg["seed"]))
+    head = fit_head(x, targets, multilabel=multilabel, c=float(hcfg["c"]), seed=int(tcfg["seed"]))
     t_fit = time.perf_counter()
     classifier = build_classifier(model, head, embedding=hcfg["embedding"], labels=len(labels))
     accuracy = {"train": _accuracy(head, embeddings, train, hcfg["embedding"])}
@@ -280,7 +275,10 @@ def _embeddings(model, features: FeatureSet, *, embeddings_dir, backbone: str) -
 
 
 def _accuracy(head, embeddings: Embeddings, clips: ClipTable, embedding: str) -> float | None:
-    """Clip accuracy of the head on stored embeddings (numpy: same numbers as the Keras head)."""
+    """Clip accuracy of a single-label head on stored embeddings (numpy: the Keras head's
+    numbers); None for a multi-label head or no clips."""
+    if len(clips) == 0 or clips.multilabel:
+        return None
     x, segment_clip = embeddings.rows(clips, embedding=embedding)
     logits = (x - head["mean"]) / np.sqrt(np.maximum(head["variance"], 1e-12)) @ head[
         "kernel"
@@ -288,4 +286,5 @@ def _accuracy(head, embeddings: Embeddings, clips: ClipTable, embedding: str) ->
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
-    return _clip_accuracy(probs, clips, segment_clip)
+    per_clip = clip_average(probs, segment_clip, n_clips=len(clips))
+    return float((per_clip.argmax(axis=1) == clips.labels).mean())
