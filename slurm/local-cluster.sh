@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
-# A one-node SLURM "cluster" on localhost, for trying the workflow's SLURM profile and for CI.
+# A SLURM "cluster" on this machine, for trying the workflow's SLURM profile and for CI.
 #
-#   slurm/local-cluster.sh up       install (Debian/Ubuntu packages, once), configure, start
-#   slurm/local-cluster.sh down     stop the daemons this script started (by PID, never by name)
-#   slurm/local-cluster.sh status   print the state; exit 0 only if the node accepts jobs
+#   slurm/local-cluster.sh up [--nodes 2]   install (Debian/Ubuntu packages, once), configure, start
+#   slurm/local-cluster.sh down             stop everything this script started (by PID, never by name)
+#   slurm/local-cluster.sh status [--nodes 2]  print the state; exit 0 only if every node accepts jobs
+#   slurm/local-cluster.sh kill-node NODE   two-node cluster: kill every process of NODE (its slurmd,
+#                                           job steps and tasks), as if the node had died; `up --nodes 2`
+#                                           starts it again
 #
-# `up` and `down` need root (apt-get, /etc/slurm, daemons running as root). Both are idempotent.
-# The node gets all CPUs of this machine (at least 4, so that the default config's 4-rank
-# spectrogram job fits; oversubscribed on smaller machines) and ~90% of the memory `slurmd -C`
-# sees, one partition `main` (the default), MpiDefault=pmi2 so that `srun -n N python ...` gives MPI ranks 0..N-1
-# with MPICH, and no accounting database (so `sacct` does not work: the Snakemake profile in
-# slurm/config.yaml uses squeue for job status).
+# `up`, `down` and `kill-node` need root (apt-get, /etc/slurm, network namespaces, daemons running
+# as root). All are idempotent.
+#
+# One node (the default): the node is this host, on 127.0.0.1. It gets all CPUs of this machine
+# (at least 4, so that the default config's 4-rank spectrogram job fits; oversubscribed on
+# smaller machines) and ~90% of the memory `slurmd -C` sees, one partition `main` (the default),
+# MpiDefault=pmi2 so that `srun -n N python ...` gives MPI ranks 0..N-1 with MPICH, and no
+# accounting database (so `sacct` does not work: the Snakemake profile in slurm/config.yaml uses
+# squeue for job status). Config /etc/slurm/slurm.conf, used by every SLURM command by default.
+#
+# Two nodes (`--nodes 2`): a second, separate cluster `genreflow-two` beside the first. Nodes n1
+# and n2 each run their slurmd in a network namespace of their own (address SUBNET.11 / .12 on a
+# bridge `gf-br0` whose address SUBNET.1 is the controller's), with their own hostname, their own
+# /etc/slurm and /etc/hosts (bind mounts) and a node-local scratch folder NODE_SCRATCH (a private
+# tmpfs: what one node writes there the other never sees). Everything else -- /work, /tmp, the
+# Python environment -- is one filesystem both nodes see, like a cluster's shared filesystem.
+# Processes on different nodes meet only over the virtual network. Each node offers all CPUs of
+# the machine (the nodes share the cores) and ~45% of its memory; tasks are bound to their CPUs
+# (TaskPlugin=task/affinity), so a task gets exactly the CPUs it asked for. Its commands need
+#     export SLURM_CONF=/etc/slurm-genreflow-two/slurm.conf
+# (printed by `up --nodes 2`); jobs running on n1/n2 find it at /etc/slurm/slurm.conf.
 #
 # Environment knobs:
-#   GENREFLOW_SLURM_CPUS=N       CPUs the node offers (default: nproc, at least 4). More than the
-#                                machine has lets an N-rank MPI job run oversubscribed (timings
-#                                then overlap).
-#   GENREFLOW_SLURM_TIMEOUT=S    seconds to wait for the node to become idle (default 60)
+#   GENREFLOW_SLURM_CPUS=N       CPUs the one-node cluster's node offers (default: nproc, at least
+#                                4). More than the machine has lets an N-rank MPI job run
+#                                oversubscribed (timings then overlap).
+#   GENREFLOW_SLURM_SUBNET=A.B.C the two-node cluster's /24 (default 10.213.47): only addresses the
+#                                script creates itself, in its own namespaces
+#   GENREFLOW_SLURM_TIMEOUT=S    seconds to wait for the nodes to become idle (default 60)
 #   GENREFLOW_SLURM_FORCE_CONF=1 overwrite an /etc/slurm/slurm.conf this script did not write
 set -euo pipefail
 
@@ -39,6 +59,21 @@ readonly TIMEOUT="${GENREFLOW_SLURM_TIMEOUT:-60}"
 # The largest job of the default config (config/config.yaml: preprocess.ranks up to 4).
 readonly MIN_CPUS=4
 CONF_CHANGED=0
+
+# The two-node cluster (`up --nodes 2`).
+readonly TWO_NODES=(n1 n2)
+readonly TWO_CONF_DIR=/etc/slurm-genreflow-two
+readonly TWO_CONF="$TWO_CONF_DIR/slurm.conf"
+readonly TWO_RUN=/run/slurm-genreflow-two
+readonly TWO_LOG=/var/log/slurm-genreflow-two
+readonly TWO_SPOOL=/var/spool/slurm-genreflow-two
+readonly TWO_CTLD_PID="$TWO_RUN/slurmctld.pid"
+readonly TWO_CTLD_PORT=6819
+readonly BRIDGE=gf-br0
+readonly SUBNET="${GENREFLOW_SLURM_SUBNET:-10.213.47}"
+# Each node's own scratch: a private tmpfs, invisible to the other node and to this host.
+readonly NODE_SCRATCH=/var/tmp/genreflow-node-scratch
+readonly NODE_SCRATCH_SIZE=512m
 NODE="$(hostname -s)"
 readonly NODE
 
@@ -49,7 +84,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,7s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -126,6 +161,35 @@ start_munge() {
     die "munged is not answering; see /var/log/munge/munged.log"
 }
 
+# slurm.conf lines both clusters share.
+common_conf() {
+    cat <<'END_COMMON'
+AuthType=auth/munge
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+# A job that no partition could ever run (more CPUs, nodes, memory or time than it has) is
+# rejected by sbatch at once instead of pending for ever with reason PartitionConfig.
+EnforcePartLimits=ALL
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# srun starts MPICH ranks through PMI2.
+MpiDefault=pmi2
+# A node that was down comes back as soon as it registers with a valid config.
+ReturnToService=2
+# Finished jobs stay visible to squeue this long (the Snakemake profile polls squeue).
+MinJobAge=300
+SlurmctldTimeout=30
+InactiveLimit=0
+KillWait=10
+Waittime=0
+END_COMMON
+}
+
 write_conf() {
     local cpus mem_total mem conf_text overrides=""
     cpus="${GENREFLOW_SLURM_CPUS:-$(nproc)}"
@@ -149,38 +213,16 @@ SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmctldPort=6817
 SlurmdPort=6818
-AuthType=auth/munge
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=$CTLD_PID
 SlurmdPidFile=$SLURMD_PID
 SlurmctldLogFile=$CTLD_LOG
 SlurmdLogFile=$SLURMD_LOG
-SlurmctldDebug=info
-SlurmdDebug=info
 # No cgroups here (containers, no systemd): plain process tracking, no task binding.
-ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-SchedulerType=sched/backfill
-# A job that no partition could ever run (more CPUs, nodes, memory or time than it has) is
-# rejected by sbatch at once instead of pending for ever with reason PartitionConfig.
-EnforcePartLimits=ALL
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-# srun starts MPICH ranks through PMI2.
-MpiDefault=pmi2
-# A node that was down comes back as soon as it registers with a valid config.
-ReturnToService=2
-# Finished jobs stay visible to squeue this long (the Snakemake profile polls squeue).
-MinJobAge=300
-SlurmctldTimeout=30
 SlurmdTimeout=60
-InactiveLimit=0
-KillWait=10
-Waittime=0
+$(common_conf)
 $overrides
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=main Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
@@ -269,7 +311,6 @@ stop_pid_file() {
 }
 
 cmd_down() {
-    need_root down
     stop_pid_file slurmd "$SLURMD_PID"
     stop_pid_file slurmctld "$CTLD_PID"
     if [[ -e "$STATE_DIR/started-munged" ]]; then
@@ -302,9 +343,274 @@ cmd_status() {
     node_accepts_jobs
 }
 
-case "${1:-}" in
-    up) cmd_up ;;
-    down) cmd_down ;;
-    status) cmd_status ;;
+# --------------------------------------------------------------------------- two nodes
+
+node_addr() { printf '%s.%s\n' "$SUBNET" "$((10 + ${1#n}))"; }
+node_netns() { printf 'gf-%s\n' "$1"; }
+node_pid_file() { printf '%s/slurmd-%s.pid\n' "$TWO_RUN" "$1"; }
+
+two_sinfo() {
+    # Every node of the two-node cluster and its state, "n1 idle" per line; nothing if no answer.
+    SLURM_CONF="$TWO_CONF" timeout 10 sinfo -h -N -o '%N %T' 2>/dev/null | sort -u || true
+}
+
+two_nodes_accept_jobs() {
+    local states
+    states="$(two_sinfo)"
+    [[ -n "$states" ]] || return 1
+    ! grep -qvE ' (idle|mixed|allocated|completing)$' <<<"$states"
+}
+
+check_subnet() {
+    [[ "$SUBNET" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
+        die "GENREFLOW_SLURM_SUBNET must be the first three numbers of a /24 (e.g. 10.213.47), not '$SUBNET'"
+    # Refuse a subnet this host already reaches some other way: the cluster must not shadow it.
+    local route
+    route="$(ip -4 route show to match "$SUBNET.11" 2>/dev/null | grep -v '^default' | grep -v " dev $BRIDGE " || true)"
+    [[ -z "$route" ]] || die "$SUBNET.0/24 is already routed on this host ($route); set GENREFLOW_SLURM_SUBNET to a free /24"
+}
+
+setup_network() {
+    check_subnet
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+        ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+    local node ns
+    for node in "${TWO_NODES[@]}"; do
+        ns="$(node_netns "$node")"
+        [[ -e "/run/netns/$ns" ]] || ip netns add "$ns"
+        if ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
+            ip link del "gf-$node" 2>/dev/null || true
+            ip link add "gf-$node" type veth peer name "gfp-$node"
+            ip link set "gfp-$node" netns "$ns"
+            ip -n "$ns" link set "gfp-$node" name eth0
+            ip -n "$ns" addr add "$(node_addr "$node")/24" dev eth0
+            ip link set "gf-$node" master "$BRIDGE"
+        fi
+        ip link set "gf-$node" up
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set eth0 up
+    done
+}
+
+write_two_conf() {
+    local cpus mem_total mem hosts conf_text node nodes_lines="" node_list
+    cpus="$(nproc)"
+    mem_total="$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n 1)"
+    [[ -n "$mem_total" ]] || die "'slurmd -C' did not report RealMemory"
+    # The two nodes share the machine's memory.
+    mem=$((mem_total * 45 / 100))
+    for node in "${TWO_NODES[@]}"; do
+        nodes_lines+="NodeName=$node NodeAddr=$(node_addr "$node") CPUs=$cpus RealMemory=$mem State=UNKNOWN"$'\n'
+    done
+    node_list="$(IFS=,; echo "${TWO_NODES[*]}")"
+    conf_text="$(
+        cat <<END_CONF
+$MARKER (two nodes). Re-run 'up --nodes 2' to regenerate; edits are overwritten.
+ClusterName=genreflow-two
+SlurmctldHost=$NODE($SUBNET.1)
+SlurmUser=root
+SlurmctldPort=$TWO_CTLD_PORT
+SlurmdPort=6818
+StateSaveLocation=$TWO_SPOOL/slurmctld
+SlurmdSpoolDir=$TWO_SPOOL/%n
+SlurmctldPidFile=$TWO_CTLD_PID
+SlurmdPidFile=$TWO_RUN/slurmd-%n.pid
+SlurmctldLogFile=$TWO_LOG/slurmctld.log
+SlurmdLogFile=$TWO_LOG/slurmd-%n.log
+# No cgroups, but tasks are bound to the CPUs they were given (sched_setaffinity): a task that
+# asked for 2 CPUs sees 2, one that asked for nothing sees 1.
+TaskPlugin=task/affinity
+# A node that stops answering is DOWN after 30 s, and its job's step ends.
+SlurmdTimeout=30
+$(common_conf)
+${nodes_lines}PartitionName=main Nodes=$node_list Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+END_CONF
+    )"
+    mkdir -p "$TWO_CONF_DIR"
+    # The nodes' own /etc/hosts: this host's, plus every node's name and address.
+    hosts="$(grep -v '# genreflow-two$' /etc/hosts || true)"
+    for node in "${TWO_NODES[@]}"; do
+        hosts+=$'\n'"$(node_addr "$node") $node # genreflow-two"
+    done
+    printf '%s\n' "$hosts" >"$TWO_CONF_DIR/hosts.tmp.$$"
+    mv -f "$TWO_CONF_DIR/hosts.tmp.$$" "$TWO_CONF_DIR/hosts"
+    if [[ -e "$TWO_CONF" ]] && [[ "$(cat "$TWO_CONF")" == "$conf_text" ]]; then
+        return 0
+    fi
+    printf '%s\n' "$conf_text" >"$TWO_CONF.tmp.$$"
+    mv -f "$TWO_CONF.tmp.$$" "$TWO_CONF"
+    CONF_CHANGED=1
+    log "wrote $TWO_CONF (nodes ${TWO_NODES[*]}: CPUs=$cpus each, shared; RealMemory=${mem}M each)"
+}
+
+start_node() {
+    local node="$1" ns
+    ns="$(node_netns "$node")"
+    install -d -m 0755 "$TWO_SPOOL/$node" "$NODE_SCRATCH"
+    log "starting slurmd of $node ($(node_addr "$node"), network namespace $ns)"
+    # `ip netns exec` would remount /sys and hide the cgroup filesystem (slurmd then stops with
+    # "Unable to initialize cgroup plugin"): enter the network namespace alone, and give the node
+    # its own hostname (UTS) and mounts (its /etc/slurm, /etc/hosts and scratch).
+    nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private sh -ec "
+        hostname $node
+        mount --bind $TWO_CONF_DIR /etc/slurm
+        mount --bind $TWO_CONF_DIR/hosts /etc/hosts
+        mount -t tmpfs -o size=$NODE_SCRATCH_SIZE,mode=1777 genreflow-$node-scratch $NODE_SCRATCH
+        exec slurmd -N $node
+    " || {
+        show_two_logs
+        die "slurmd of $node did not start"
+    }
+}
+
+show_two_logs() {
+    local f
+    for f in "$TWO_LOG"/*.log; do
+        [[ -r "$f" ]] || continue
+        log "--- last lines of $f ---"
+        tail -n 15 "$f" >&2
+    done
+}
+
+cmd_up_two() {
+    need_root "up --nodes 2"
+    install_packages
+    local tool
+    for tool in ip nsenter unshare; do
+        command -v "$tool" >/dev/null || die "the two-node cluster needs $tool (iproute2, util-linux)"
+    done
+    setup_network
+    write_two_conf
+    install -d -m 0755 "$TWO_RUN" "$TWO_LOG" "$TWO_SPOOL/slurmctld"
+    start_munge
+    local node
+    if ((CONF_CHANGED)) && live_pid "$TWO_CTLD_PID" >/dev/null; then
+        log "$TWO_CONF changed: restarting the daemons"
+        for node in "${TWO_NODES[@]}"; do stop_node "$node"; done
+        stop_pid_file slurmctld "$TWO_CTLD_PID"
+    fi
+    if ! live_pid "$TWO_CTLD_PID" >/dev/null; then
+        log "starting slurmctld of the two-node cluster ($SUBNET.1:$TWO_CTLD_PORT)"
+        slurmctld -f "$TWO_CONF" || {
+            show_two_logs
+            die "slurmctld did not start"
+        }
+    fi
+    for node in "${TWO_NODES[@]}"; do
+        live_pid "$(node_pid_file "$node")" >/dev/null || start_node "$node"
+    done
+    local waited=0 states
+    until two_nodes_accept_jobs; do
+        if ((waited >= TIMEOUT)); then
+            show_two_logs
+            die "the two nodes are not idle after ${TIMEOUT}s: $(two_sinfo | tr '\n' ' ')"
+        fi
+        states="$(two_sinfo)"
+        for node in "${TWO_NODES[@]}"; do
+            # A node that died (kill-node) and was started again: resume it once it answers.
+            if grep -qE "^$node (drain|down)" <<<"$states" && live_pid "$(node_pid_file "$node")" >/dev/null; then
+                SLURM_CONF="$TWO_CONF" timeout 5 scontrol update NodeName="$node" State=RESUME 2>/dev/null || true
+            fi
+        done
+        sleep 1
+        waited=$((waited + 1))
+    done
+    log "up: $(two_sinfo | tr '\n' ' ')(partition main). Point SLURM's commands at it with:"
+    log "    export SLURM_CONF=$TWO_CONF"
+}
+
+stop_node() {
+    # Every process of the node (its slurmd, step daemons and tasks), found by network namespace.
+    local node="$1" ns pids i
+    ns="$(node_netns "$node")"
+    [[ -e "/run/netns/$ns" ]] || return 0
+    stop_pid_file "slurmd of $node" "$(node_pid_file "$node")"
+    for ((i = 0; i < 50; i++)); do
+        pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+        [[ -n "${pids// /}" ]] || return 0
+        # shellcheck disable=SC2086
+        kill -TERM $pids 2>/dev/null || true
+        sleep 0.2
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+}
+
+cmd_kill_node() {
+    need_root kill-node
+    local node="${1:-}" ns pids
+    [[ " ${TWO_NODES[*]} " == *" $node "* ]] || die "kill-node NODE: NODE is one of ${TWO_NODES[*]}, not '$node'"
+    ns="$(node_netns "$node")"
+    [[ -e "/run/netns/$ns" ]] || die "node $node is not set up (run: $0 up --nodes 2)"
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)"
+    [[ -n "${pids// /}" ]] || die "node $node has no processes (already dead?)"
+    log "killing node $node: SIGKILL to pids $pids"
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+}
+
+cmd_down_two() {
+    local node
+    for node in "${TWO_NODES[@]}"; do stop_node "$node"; done
+    stop_pid_file "slurmctld (two nodes)" "$TWO_CTLD_PID"
+    for node in "${TWO_NODES[@]}"; do
+        if [[ -e "/run/netns/$(node_netns "$node")" ]]; then
+            ip netns del "$(node_netns "$node")"
+        fi
+        ip link del "gf-$node" 2>/dev/null || true
+    done
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link del "$BRIDGE"
+    fi
+}
+
+cmd_status_two() {
+    local node pid
+    if pid="$(live_pid "$TWO_CTLD_PID")"; then
+        printf '%-10s running (pid %s)\n' slurmctld "$pid"
+    else
+        printf '%-10s stopped\n' slurmctld
+    fi
+    for node in "${TWO_NODES[@]}"; do
+        if pid="$(live_pid "$(node_pid_file "$node")")"; then
+            printf 'slurmd %-3s running (pid %s)\n' "$node" "$pid"
+        else
+            printf 'slurmd %-3s stopped\n' "$node"
+        fi
+    done
+    if ! command -v sinfo >/dev/null; then
+        printf 'nodes      unknown (SLURM is not installed)\n'
+        return 1
+    fi
+    two_sinfo | sed 's/^/node       /'
+    two_nodes_accept_jobs
+}
+
+nodes_arg() { # no argument, "--nodes N" or "--nodes=N" -> N (1 or 2)
+    local n
+    case "${1:-}" in
+        "") n=1 ;;
+        --nodes) n="${2:-}" ;;
+        --nodes=*) n="${1#--nodes=}" ;;
+        *) die "unknown argument '$1' (allowed: --nodes 1, --nodes 2)" ;;
+    esac
+    [[ "$n" == 1 || "$n" == 2 ]] || die "--nodes takes 1 or 2, not '$n'"
+    echo "$n"
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+    up) if [[ "$(nodes_arg "$@")" == 2 ]]; then cmd_up_two; else cmd_up; fi ;;
+    down)
+        need_root down
+        cmd_down_two
+        cmd_down
+        ;;
+    status) if [[ "$(nodes_arg "$@")" == 2 ]]; then cmd_status_two; else cmd_status; fi ;;
+    kill-node) cmd_kill_node "$@" ;;
     *) usage ;;
 esac

@@ -51,7 +51,10 @@ def pytest_collection_modifyitems(config, items):
     worker is left with a long one at the end while the other idles.
     """
     for item in items:
-        if item.get_closest_marker("slurm"):
+        if item.get_closest_marker("slurm2"):
+            # The two-node cluster is a cluster of its own: its tests queue on it alone.
+            item.add_marker(pytest.mark.xdist_group("slurm2"))
+        elif item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
         elif not _spread(item):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__.rsplit(".", 1)[-1]))

@@ -302,9 +302,10 @@ def test_feature_path_follows_mel_and_model_path_ignores_threads(tmp_path: Path)
         "threads1",
         "threads4",
     }
-    # A cluster switches the MPI launcher with --set-resources.
+    # A launcher set with --set-resources: srun gets the job's layout spelled out (the job
+    # step's srun inherits neither tasks nor CPUs per task).
     (mpi_job,) = [j for j in threads if j["rule"] == "spectrograms"]
-    assert mpi_job["shell"].startswith("srun -n 2 genreflow spectrograms ")
+    assert mpi_job["shell"].startswith("srun -n 2 -c 1 genreflow spectrograms ")
 
 
 def test_real_dataset_folder_replaces_the_demo(tmp_path: Path):
@@ -672,7 +673,7 @@ def test_default_config_completes_on_slurm_without_an_activated_environment(tmp_
 def _slurm_profile(path: Path, *, retries: int | None = None, **train_resources) -> Path:
     """A copy of the repository's profile with the `train` rule's resources (and retries) changed."""
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
-    profile["set-resources"]["train"].update(train_resources)
+    profile.setdefault("set-resources", {}).setdefault("train", {}).update(train_resources)
     if retries is not None:
         profile["retries"] = retries
     path.mkdir(parents=True)

@@ -75,7 +75,7 @@ def use_snakemakes_environment() -> None:
 use_snakemakes_environment()
 
 
-def default_mpi_launcher() -> str:
+def local_mpiexec() -> str:
     """The ``mpiexec`` next to ``sys.executable`` (the venv's MPICH), else ``mpiexec``.
 
     With ``--use-conda`` the jobs run in the rule's environment, whose ``mpiexec`` is on PATH.
@@ -84,6 +84,55 @@ def default_mpi_launcher() -> str:
         return "mpiexec"
     candidate = _env_bin() / "mpiexec"
     return str(candidate) if candidate.exists() else "mpiexec"
+
+
+def on_slurm() -> bool:
+    """True when jobs are SLURM jobs: submitted by the slurm executor, or this is the Snakemake
+    that runs one job inside its SLURM allocation (remote mode, where the resources are
+    evaluated before any executor is set)."""
+    plugin = workflow.executor_plugin
+    if plugin is not None and getattr(plugin, "name", "") in ("slurm", "slurm-jobstep"):
+        return True
+    return workflow.remote_exec and "SLURM_JOB_ID" in os.environ
+
+
+def mpi_launcher(kind: str):
+    """The ``mpi`` resource of the multi-process rules; ``kind`` is "ranks" or "workers".
+
+    Under SLURM ``srun`` (genreflow.workflow.launch.LAUNCHERS); locally the environment's
+    ``mpiexec`` for ranks, nothing for workers (``genreflow train --workers N`` starts them).
+    ``--set-resources RULE:mpi=...`` replaces it.
+    """
+    from genreflow.workflow.launch import LAUNCHERS
+
+    def resource(wildcards) -> str:
+        if on_slurm():
+            return LAUNCHERS[kind]
+        return local_mpiexec() if kind == "ranks" else ""
+
+    return resource
+
+
+def launch_command(wildcards, resources) -> str:
+    """The launcher with the job's tasks, CPUs per task and nodes spelled out (see
+    genreflow.workflow.launch: the job step's ``srun`` inherits none of them)."""
+    from genreflow.workflow.launch import launch_prefix
+
+    return launch_prefix(resources)
+
+
+def layout(tasks, per_node: int | None) -> dict:
+    """The ``nodes`` resource for at most ``per_node`` tasks per node (nothing if unset).
+
+    ``tasks``: a count, or a function of the wildcards that gives one.
+    """
+    from genreflow.workflow.launch import nodes_for
+
+    if not per_node:
+        return {}
+    if callable(tasks):
+        return {"nodes": lambda wildcards: nodes_for(tasks(wildcards), per_node)}
+    return {"nodes": nodes_for(tasks, per_node)}
 
 
 DATASET = dataset_key(config)
@@ -104,12 +153,19 @@ TIMING_RANKS = sorted(config["preprocess"]["ranks"])
 #: A rank count, or "auto": the fastest point of the ranks sweep (rule production_features).
 PRODUCTION_RANKS = config["preprocess"]["production_ranks"]
 THREADS_PER_RANK = config["preprocess"]["threads_per_rank"]
+RANKS_PER_NODE = config["preprocess"]["ranks_per_node"]
 WEAK_CLIPS_PER_RANK = config["preprocess"]["weak_scaling"]
 
 #: Timing jobs (the rank and thread sweeps) ask for at least every core of the machine that
 #: runs Snakemake: locally that schedules them one at a time, so no two timings share cores
 #: (Snakemake scales the request down to --cores). On SLURM, cpus_per_task sizes the job instead.
 TIMING_CORES = os.cpu_count() or 1
+
+
+#: What every timing job (a sweep point) adds to its SLURM request: its node(s) to itself, so no
+#: other job competes for its cores. Sites that forbid or charge for whole nodes:
+#: `--set-resources RULE:slurm_extra=""` (the report then names the points that overlapped).
+EXCLUSIVE = "--exclusive"
 
 
 def timing_threads(n: int) -> int:
@@ -126,6 +182,7 @@ PRODUCTION_CORES = (
     max(config["train"]["threads"]) if AUTO_THREADS else PRODUCTION_THREADS
 )
 TRAIN_WORKERS = config["train"]["workers"]
+WORKERS_PER_NODE = config["train"]["workers_per_node"]
 #: A pretrained backbone ("none": the from-scratch CNN): its embedding jobs take the thread
 #: sweep, the head trains in one process, and the CNN's training sweeps do not run.
 BACKBONE = config["train"]["model"]["backbone"]
@@ -139,23 +196,6 @@ BENCH_THREADS = (
         set(config["train"]["threads"]) | ({WORKER_THREADS} if BENCH_WORKERS else set())
     )
 )
-
-
-def worker_launcher() -> str:
-    """How a multi-worker training job starts its workers (the ``mpi`` resource).
-
-    Locally nothing: ``genreflow train --workers N`` starts N processes on loopback itself.
-    The slurm profile sets ``srun`` (one worker per SLURM task of the job).
-    """
-    return ""
-
-
-def worker_launch_command(wildcards, resources) -> str:
-    """``srun ... -n <tasks>`` under SLURM (the job step does not pass its task count on to a
-    nested srun), nothing locally."""
-    if not resources.mpi:
-        return ""
-    return f"{resources.mpi} -n {resources.tasks}"
 
 
 def features_marker(ranks: int | str) -> str:
@@ -315,45 +355,33 @@ def all_targets() -> list[str]:
     return [*stage_targets(), f"{REPORT_DIR}/summary.json"]
 
 
-def slurm_requests(jobs):
-    """What each job will ask SLURM for (the plugin's sbatch options)."""
-    from genreflow.workflow.slurm_check import JobRequest
-
-    requests = []
-    for job in jobs:
-        if job.is_local:
-            continue
-        res = job.resources
-        tasks = res.get("tasks") or 1
-        cpus = res.get("cpus_per_task") or job.threads
-        runtime = res.get("runtime")
-        requests.append(
-            JobRequest(
-                job.rule.name,
-                label=", ".join(f"{k}={v}" for k, v in job.wildcards_dict.items()),
-                partition=res.get("slurm_partition") or None,
-                tasks=int(tasks),
-                cpus_per_task=max(1, int(cpus)),
-                mem_mb=int(res["mem_mb"]) if res.get("mem_mb") else None,
-                runtime_minutes=float(runtime) if runtime else None,
-                nodes=int(res["nodes"]) if res.get("nodes") else None,
-            )
-        )
-    return requests
-
-
 def check_slurm_requests() -> None:
-    """Before the first submission: stop if a job could never start on this SLURM cluster."""
+    """Before the first submission: stop if a job could never start on this SLURM cluster
+    (the plugin's own sbatch line for every job, judged by ``sbatch --test-only``)."""
     plugin = workflow.executor_plugin
     if plugin is None or getattr(plugin, "name", "") != "slurm":
         return
-    from genreflow.workflow.slurm_check import check_requests, query_nodes
-
-    nodes, default = query_nodes()
-    check_requests(
-        slurm_requests(workflow.dag.needrun_jobs()), nodes=nodes, default=default
+    from genreflow.workflow.slurm_check import (
+        check_requests,
+        job_request,
+        prune_slurm_logs,
+        query_nodes,
+        watch_pending_jobs,
     )
-    # Sites without EnforcePartLimits keep such jobs pending instead: cancel them, with why.
-    from genreflow.workflow.slurm_check import watch_pending_jobs
 
+    settings = workflow.executor_settings
+    nodes, default = query_nodes()
+    requests = [
+        job_request(job, settings=settings)
+        for job in workflow.dag.needrun_jobs()
+        if not job.is_local
+    ]
+    check_requests(requests, nodes=nodes, default=default)
+    # The plugin never fails a job for why it pends: cancel those that wait for ever, with why.
     watch_pending_jobs(workdir=os.getcwd(), report=lambda text: logger.error(text))
+    # slurm-keep-successful-logs switches the plugin's age-based clean-up off: do it here.
+    if getattr(settings, "keep_successful_logs", False):
+        prune_slurm_logs(
+            Path(".snakemake/slurm_logs"),
+            days=float(getattr(settings, "delete_logfiles_older_than", 0) or 0),
+        )

@@ -22,6 +22,8 @@ rule embed:
     threads: lambda wildcards: timing_threads(int(wildcards.threads))
     resources:
         cpus_per_task=lambda wildcards: int(wildcards.threads),
+        mem_mb=3000,
+        slurm_extra=EXCLUSIVE,
     params:
         features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),

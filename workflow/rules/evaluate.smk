@@ -18,6 +18,8 @@ rule evaluate:
     conda:
         "../envs/genreflow.yaml"
     threads: PRODUCTION_CORES
+    resources:
+        mem_mb=2000,
     params:
         features=features_dir,
         model=lambda wildcards, input: os.path.dirname(input.model),

@@ -22,13 +22,17 @@ rule spectrograms:
     # N > cores. On SLURM, tasks and cpus_per_task (not threads) size the job.
     threads: lambda wildcards: timing_threads(int(wildcards.ranks) * THREADS_PER_RANK)
     resources:
+        **layout(lambda wildcards: int(wildcards.ranks), RANKS_PER_NODE),
         tasks=lambda wildcards: int(wildcards.ranks),
         cpus_per_task=THREADS_PER_RANK,
-        mpi=default_mpi_launcher(),
+        mpi=mpi_launcher("ranks"),
+        mem_mb_per_cpu=1000,
+        slurm_extra=EXCLUSIVE,
     params:
+        launch=launch_command,
         out=lambda wildcards, output: os.path.dirname(output.marker),
     shell:
-        "{resources.mpi} -n {resources.tasks} genreflow spectrograms"
+        "{params.launch} genreflow spectrograms"
         " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q} > {log:q} 2>&1"
 
 
@@ -50,6 +54,8 @@ rule spectrograms_single:
     threads: timing_threads(THREADS_PER_RANK)
     resources:
         cpus_per_task=THREADS_PER_RANK,
+        mem_mb=1500,
+        slurm_extra=EXCLUSIVE,
     params:
         out=lambda wildcards, output: os.path.dirname(output.marker),
     # Under the SLURM executor this runs inside Snakemake's own `srun -n1` step, whose PMI
@@ -100,13 +106,17 @@ rule spectrograms_weak:
         "../envs/genreflow.yaml"
     threads: lambda wildcards: timing_threads(int(wildcards.ranks) * THREADS_PER_RANK)
     resources:
+        **layout(lambda wildcards: int(wildcards.ranks), RANKS_PER_NODE),
         tasks=lambda wildcards: int(wildcards.ranks),
         cpus_per_task=THREADS_PER_RANK,
-        mpi=default_mpi_launcher(),
+        mpi=mpi_launcher("ranks"),
+        mem_mb_per_cpu=1000,
+        slurm_extra=EXCLUSIVE,
     params:
+        launch=launch_command,
         out=lambda wildcards, output: os.path.dirname(output.timings),
     shell:
-        "{resources.mpi} -n {resources.tasks} genreflow spectrograms"
+        "{params.launch} genreflow spectrograms"
         " --manifest {input.manifest:q} --out {params.out:q} --config {input.config:q}"
         " --weak-clips-per-rank {wildcards.clips} > {log:q} 2>&1"
 
@@ -129,6 +139,8 @@ rule spectrograms_weak_single:
     threads: timing_threads(THREADS_PER_RANK)
     resources:
         cpus_per_task=THREADS_PER_RANK,
+        mem_mb=1500,
+        slurm_extra=EXCLUSIVE,
     params:
         out=lambda wildcards, output: os.path.dirname(output.timings),
     # As in spectrograms_single: not an MPI rank under the SLURM executor's own srun step.

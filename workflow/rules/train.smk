@@ -19,6 +19,8 @@ rule train_bench:
     threads: lambda wildcards: timing_threads(int(wildcards.threads))
     resources:
         cpus_per_task=lambda wildcards: int(wildcards.threads),
+        mem_mb=3000,
+        slurm_extra=EXCLUSIVE,
     params:
         features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),
@@ -49,17 +51,20 @@ rule train_bench_workers:
     conda:
         "../envs/genreflow.yaml"
     threads: lambda wildcards: timing_threads(int(wildcards.workers) * WORKER_THREADS)
-    # On SLURM: one task per worker (`mpi` is the launcher the profile sets: srun).
+    # On SLURM: one task per worker, started by srun; locally genreflow starts the workers.
     resources:
+        **layout(lambda wildcards: int(wildcards.workers), WORKERS_PER_NODE),
         tasks=lambda wildcards: int(wildcards.workers),
         cpus_per_task=WORKER_THREADS,
-        mpi=worker_launcher(),
+        mpi=mpi_launcher("workers"),
+        mem_mb_per_cpu=3000,
+        slurm_extra=EXCLUSIVE,
     params:
         features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),
         epochs=config["train"]["bench_epochs"],
         threads=WORKER_THREADS,
-        launch=worker_launch_command,
+        launch=launch_command,
     shell:
         "{params.launch} genreflow train --features {params.features:q} --out {params.out:q}"
         " --config {input.config:q} --threads {params.threads} --workers {wildcards.workers}"
@@ -90,6 +95,8 @@ if TRAIN_WORKERS == 1 or USES_BACKBONE:
         threads: PRODUCTION_CORES
         resources:
             cpus_per_task=PRODUCTION_CORES,
+            mem_mb=3000,
+            runtime=120,
         params:
             features=features_dir,
             out=lambda wildcards, output: os.path.dirname(output.timings),
@@ -120,15 +127,18 @@ else:
             "../envs/genreflow.yaml"
         threads: min(TRAIN_WORKERS * PRODUCTION_CORES, TIMING_CORES)
         resources:
+            **layout(TRAIN_WORKERS, WORKERS_PER_NODE),
             tasks=TRAIN_WORKERS,
             cpus_per_task=PRODUCTION_CORES,
-            mpi=worker_launcher(),
+            mpi=mpi_launcher("workers"),
+            mem_mb_per_cpu=3000,
+            runtime=120,
         params:
             features=features_dir,
             out=lambda wildcards, output: os.path.dirname(output.timings),
             workers=TRAIN_WORKERS,
             threads=production_threads_option,
-            launch=worker_launch_command,
+            launch=launch_command,
         shell:
             "{params.launch} genreflow train --features {params.features:q}"
             " --out {params.out:q} --config {input.config:q} {params.threads}"

@@ -44,6 +44,7 @@ class RankReport:
     work_start: float = 0.0  # epoch time it had its share (rank 0's plan scattered)
     done: float = 0.0  # epoch time its share was converted and its last shard closed
     threads: dict[str, Any] = field(default_factory=dict)  # BLAS/OpenMP pools in force
+    cpus: list[int] = field(default_factory=list)  # the CPUs it may run on (its affinity)
     index: list[tuple[int, IndexRow]] = field(default_factory=list)
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, path, reason)
     notes: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, path, note)
@@ -189,6 +190,7 @@ def finish_run(
             "hosts": sorted({r.host for r in reports}),
             "threads_per_rank": threads,
             "blas_threads": sorted({r.threads.get("blas") or 0 for r in reports}),
+            "cpus_per_rank": sorted({len(r.cpus) for r in reports}),
             "thread_env": {k: os.environ.get(k) for k in BLAS_ENV},
             "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
             "files": new_files,
@@ -266,6 +268,7 @@ def _rank_record(r: RankReport, rec: Recovered) -> dict[str, Any]:
         "resumed_shards": [name for name, _ in rec.shards],
         "seconds": {k: round(v, 4) for k, v in r.seconds.items()},
         "threads": r.threads,
+        "cpus": r.cpus,
     }
 
 

@@ -142,6 +142,7 @@ def run_spectrograms(
     with world.abort_on_error(what="genreflow spectrograms"):
         _import_kernels()
         report.threads = _set_threads(int(cfg["preprocess"]["threads_per_rank"]))
+        report.cpus = _affinity()
         report.seconds["import"] = time.time() - started
         t0 = time.perf_counter()
         from genreflow.spectrograms.logmel import FeatureExtractor
@@ -175,6 +176,11 @@ def run_spectrograms(
         if world.is_root:
             raise plan_error
         raise PeerStageError(f"rank 0 stopped the stage: {share['error']}")
+    with world.abort_on_error(what="genreflow spectrograms"):
+        problem = _check_shared_output(world, out)
+    if problem:
+        raise (StageError if world.is_root else PeerStageError)(problem)
+    _warn_if_cpus_are_short(world, report, int(cfg["preprocess"]["threads_per_rank"]))
 
     with world.abort_on_error(what="genreflow spectrograms"):
         _convert_share(share, extractor=extractor, out=out, cfg=cfg, world=world, report=report)
@@ -205,6 +211,57 @@ def _import_kernels() -> None:
     from genreflow.spectrograms.stft import real_fft
 
     real_fft()
+
+
+def _affinity() -> list[int]:
+    """The CPUs this rank may run on (what SLURM's task binding gave it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _check_shared_output(world: World, out: Path) -> str | None:
+    """Every rank must see the folder rank 0 writes to; the problem (same on all ranks), or None.
+
+    Each rank writes its own shards into ``out`` and rank 0 reads them all back (index, marker),
+    so ``out`` must be on a filesystem every node of the job sees. Rank 0 writes a probe file;
+    a rank on a node with its own copy of the path (node-local scratch, a /tmp per node) cannot
+    see it, and the stage stops before any clip is converted instead of writing shards rank 0
+    never finds.
+    """
+    if world.size == 1:
+        return None
+    probe = None
+    if world.is_root:
+        probe = out / f".shared-check-{os.getpid()}-{time.time_ns()}"
+        probe.write_text(world.host)
+    probe = world.bcast(probe)
+    seen = world.gather((world.rank, world.host, Path(probe).is_file()))
+    problem = None
+    if world.is_root:
+        Path(probe).unlink(missing_ok=True)
+        blind = [(rank, host) for rank, host, ok in seen if not ok]
+        if blind:
+            who = ", ".join(f"rank {rank} on {host}" for rank, host in blind)
+            problem = (
+                f"the output folder {out} is not on a filesystem every rank sees: {who} cannot "
+                f"see what rank 0 on {world.host} wrote there. Put the workflow's results/ (or "
+                "--out) on a shared filesystem (not node-local scratch such as a per-node /tmp)"
+            )
+    return world.bcast(problem)
+
+
+def _warn_if_cpus_are_short(world: World, report: RankReport, threads: int) -> None:
+    """Say so when a rank may run on fewer CPUs than its threads (its timings would mislead)."""
+    if len(report.cpus) < threads:
+        import sys
+
+        print(
+            f"genreflow spectrograms: rank {world.rank} on {world.host} may run on "
+            f"{len(report.cpus)} CPU(s) but preprocess.threads_per_rank is {threads}: its "
+            "threads share them (under SLURM: was the step started without -c/--cpus-per-task?)",
+            file=sys.stderr,
+        )
 
 
 def _set_threads(threads: int) -> dict:

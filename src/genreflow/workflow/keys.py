@@ -37,6 +37,7 @@ TRAIN_SPEED_KEYS = (
     "bench_workers",
     "port_base",
     "bind_cores",
+    "workers_per_node",
 )
 
 #: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``,
@@ -47,10 +48,11 @@ TRAIN_CLI_KEYS = (
     "bench_epochs",
     "workers",
     "bench_workers",
+    "workers_per_node",
 )
 
-#: Keys of ``preprocess`` that choose which jobs run, not what one job writes.
-PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks", "weak_scaling")
+#: Keys of ``preprocess`` that choose which jobs run (and where), not what one job writes.
+PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks", "weak_scaling", "ranks_per_node")
 
 #: ``train`` keys that only bound or place a run; changing them keeps checkpoints resumable.
 RUN_LENGTH_KEYS = (
