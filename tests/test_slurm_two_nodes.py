@@ -10,6 +10,7 @@ which both nodes see, like a cluster's shared filesystem.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -59,14 +60,23 @@ ACROSS = merged(
 )
 
 
+#: Held for the whole of each test: one test at a time on the two-node cluster, whichever xdist
+#: worker runs it (a test that kills a node must not do so under another test's job).
+LOCK = Path("/tmp/genreflow-two-node-tests.lock")
+
+
 @pytest.fixture
 def two_nodes(monkeypatch):
     """The two-node cluster, for this test's SLURM commands (SLURM_CONF) and subprocesses."""
-    require_slurm(nodes=2)
-    monkeypatch.setenv("SLURM_CONF", TWO_NODE_CONF)
-    yield
-    # A test that killed a node brings it back, so the next one finds both idle.
-    _cluster("up", "--nodes", "2")
+    with LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        require_slurm(nodes=2)
+        monkeypatch.setenv("SLURM_CONF", TWO_NODE_CONF)
+        try:
+            yield
+        finally:
+            # A test that killed a node brings it back, so the next one finds both idle.
+            _cluster("up", "--nodes", "2")
 
 
 def _cluster(*args: str) -> subprocess.CompletedProcess:
@@ -93,7 +103,9 @@ def test_each_node_has_its_own_host_and_scratch_and_tasks_get_the_cpus_they_ask_
 ):
     mark = f"{NODE_SCRATCH}/seen-{tmp_path.name}"
     _srun("-N2", "--ntasks-per-node=1", "sh", "-c", f"touch {mark}-$(hostname)")
-    show = f"echo $(hostname) $(nproc) $(ls {mark}-* | xargs -n1 basename | tr '\\n' ,)"
+    # (nproc without OMP_*: GNU nproc reports OMP_NUM_THREADS when it is set.)
+    cpus = "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
+    show = f"echo $(hostname) {cpus} $(ls {mark}-* | xargs -n1 basename | tr '\\n' ,)"
     # Task binding is on (task/affinity): -c 2 gives 2 CPUs, nothing gives 1. Each node sees
     # only the file it wrote into its own scratch.
     assert _srun("-N2", "--ntasks-per-node=1", "-c", "2", "sh", "-c", show) == [
