@@ -161,6 +161,18 @@ start_munge() {
     die "munged is not answering; see /var/log/munge/munged.log"
 }
 
+# Write TEXT to FILE (temp file + rename) unless FILE holds it already; 0 and CONF_CHANGED=1
+# when written, 1 when unchanged.
+write_if_changed() {
+    local file="$1" text="$2"
+    if [[ -e "$file" ]] && [[ "$(cat "$file")" == "$text" ]]; then
+        return 1
+    fi
+    printf '%s\n' "$text" >"$file.tmp.$$"
+    mv -f "$file.tmp.$$" "$file"
+    CONF_CHANGED=1
+}
+
 # slurm.conf lines both clusters share.
 common_conf() {
     cat <<'END_COMMON'
@@ -233,13 +245,9 @@ EOF
             "(set GENREFLOW_SLURM_FORCE_CONF=1 to overwrite it)"
     fi
     mkdir -p "$CONF_DIR"
-    if [[ -e "$CONF" ]] && [[ "$(cat "$CONF")" == "$conf_text" ]]; then
-        return 0
+    if write_if_changed "$CONF" "$conf_text"; then
+        log "wrote $CONF (node $NODE: CPUs=$cpus RealMemory=${mem}M)"
     fi
-    printf '%s\n' "$conf_text" >"$CONF.tmp.$$"
-    mv -f "$CONF.tmp.$$" "$CONF"
-    CONF_CHANGED=1
-    log "wrote $CONF (node $NODE: CPUs=$cpus RealMemory=${mem}M)"
 }
 
 show_logs() {
@@ -320,19 +328,25 @@ cmd_down() {
     log "down"
 }
 
+# "NAME running (pid P)" or "NAME stopped", from a pid file.
+daemon_line() {
+    local name="$1" file="$2" pid
+    if pid="$(live_pid "$file")"; then
+        printf '%-10s running (pid %s)\n' "$name" "$pid"
+    else
+        printf '%-10s stopped\n' "$name"
+    fi
+}
+
 cmd_status() {
-    local pid name file state
+    local name file state
     for name in munged slurmctld slurmd; do
         case "$name" in
             munged) file="$MUNGE_PID" ;;
             slurmctld) file="$CTLD_PID" ;;
             slurmd) file="$SLURMD_PID" ;;
         esac
-        if pid="$(live_pid "$file")"; then
-            printf '%-10s running (pid %s)\n' "$name" "$pid"
-        else
-            printf '%-10s stopped\n' "$name"
-        fi
+        daemon_line "$name" "$file"
     done
     if ! command -v sinfo >/dev/null; then
         printf 'node       unknown (SLURM is not installed)\n'
@@ -437,13 +451,9 @@ END_CONF
     done
     printf '%s\n' "$hosts" >"$TWO_CONF_DIR/hosts.tmp.$$"
     mv -f "$TWO_CONF_DIR/hosts.tmp.$$" "$TWO_CONF_DIR/hosts"
-    if [[ -e "$TWO_CONF" ]] && [[ "$(cat "$TWO_CONF")" == "$conf_text" ]]; then
-        return 0
+    if write_if_changed "$TWO_CONF" "$conf_text"; then
+        log "wrote $TWO_CONF (nodes ${TWO_NODES[*]}: CPUs=$cpus each, shared; RealMemory=${mem}M each)"
     fi
-    printf '%s\n' "$conf_text" >"$TWO_CONF.tmp.$$"
-    mv -f "$TWO_CONF.tmp.$$" "$TWO_CONF"
-    CONF_CHANGED=1
-    log "wrote $TWO_CONF (nodes ${TWO_NODES[*]}: CPUs=$cpus each, shared; RealMemory=${mem}M each)"
 }
 
 start_node() {
@@ -550,6 +560,13 @@ cmd_kill_node() {
     log "killing node $node: SIGKILL to pids $pids"
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
+    # Return once they are gone, so that an `up` right after starts the node again.
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] && ! live_pid "$(node_pid_file "$node")" >/dev/null && return 0
+        sleep 0.1
+    done
+    log "some processes of $node outlived SIGKILL for 10 s"
 }
 
 cmd_down_two() {
@@ -568,18 +585,10 @@ cmd_down_two() {
 }
 
 cmd_status_two() {
-    local node pid
-    if pid="$(live_pid "$TWO_CTLD_PID")"; then
-        printf '%-10s running (pid %s)\n' slurmctld "$pid"
-    else
-        printf '%-10s stopped\n' slurmctld
-    fi
+    local node
+    daemon_line slurmctld "$TWO_CTLD_PID"
     for node in "${TWO_NODES[@]}"; do
-        if pid="$(live_pid "$(node_pid_file "$node")")"; then
-            printf 'slurmd %-3s running (pid %s)\n' "$node" "$pid"
-        else
-            printf 'slurmd %-3s stopped\n' "$node"
-        fi
+        daemon_line "slurmd $node" "$(node_pid_file "$node")"
     done
     if ! command -v sinfo >/dev/null; then
         printf 'nodes      unknown (SLURM is not installed)\n'
