@@ -137,7 +137,7 @@ def thread_settings(*, requested: dict | None = None) -> dict:
         "inter_op": int(tf.config.threading.get_inter_op_parallelism_threads()),
         "blas": pools["blas"],
         "openmp": pools["openmp"],
-        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus": allowed_cpus(),
         "requested": dict(requested or {}),
         "env": {name: os.environ[name] for name in names if name in os.environ},
     }
@@ -233,11 +233,16 @@ def bind_to_cores(count: int, *, slot: int = 0) -> list[int] | None:
     return chosen
 
 
+def allowed_cpus() -> list[int] | None:
+    """The CPUs this process may run on (its affinity: what a scheduler's binding left it);
+    None where the platform cannot say."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def usable_cpus() -> int:
     """How many CPUs this process may run on (its affinity), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+    allowed = allowed_cpus()
+    return (len(allowed) if allowed is not None else os.cpu_count()) or 1
 
 
 #: glibc ``mallopt`` parameters (malloc.h).

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -142,7 +143,7 @@ def run_spectrograms(
     with world.abort_on_error(what="genreflow spectrograms"):
         _import_kernels()
         report.threads = _set_threads(int(cfg["preprocess"]["threads_per_rank"]))
-        report.cpus = _affinity()
+        report.cpus = _cpus()
         report.seconds["import"] = time.time() - started
         t0 = time.perf_counter()
         from genreflow.spectrograms.logmel import FeatureExtractor
@@ -213,11 +214,11 @@ def _import_kernels() -> None:
     real_fft()
 
 
-def _affinity() -> list[int]:
+def _cpus() -> list[int]:
     """The CPUs this rank may run on (what SLURM's task binding gave it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
+    from genreflow.core.threads import allowed_cpus
+
+    return allowed_cpus() or list(range(os.cpu_count() or 1))
 
 
 def _check_shared_output(world: World, out: Path) -> str | None:
@@ -254,8 +255,6 @@ def _check_shared_output(world: World, out: Path) -> str | None:
 def _warn_if_cpus_are_short(world: World, report: RankReport, threads: int) -> None:
     """Say so when a rank may run on fewer CPUs than its threads (its timings would mislead)."""
     if len(report.cpus) < threads:
-        import sys
-
         print(
             f"genreflow spectrograms: rank {world.rank} on {world.host} may run on "
             f"{len(report.cpus)} CPU(s) but preprocess.threads_per_rank is {threads}: its "

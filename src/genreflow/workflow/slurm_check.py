@@ -22,6 +22,7 @@ cancels such jobs with the reason (see ``HOPELESS_REASONS``).
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
@@ -326,7 +327,7 @@ def parse_sbatch(command: str, *, rule: str, label: str) -> JobRequest:
             value = words[i + 1]
             i += 1
         i += 1
-        if name in _DROPPED_OPTIONS or name == "--parsable" or name == "--export=ALL":
+        if name in _DROPPED_OPTIONS or name in ("--parsable", "--export"):
             continue
         kept.append(
             f"{name}={value}"
@@ -346,11 +347,13 @@ def parse_sbatch(command: str, *, rule: str, label: str) -> JobRequest:
     return replace(request, options=" ".join(kept), **values)
 
 
+@functools.cache
 def sbatch_test_only(command: str, *, timeout: float = 60) -> str | None:
     """Ask SLURM whether ``command`` (an ``sbatch`` line) could ever run: ``None``, or its refusal.
 
     ``sbatch --test-only`` checks the request against the partitions, nodes, QOS and
-    association limits and submits nothing.
+    association limits and submits nothing. Remembered per line: jobs of one rule that ask
+    for the same (a sweep's points often do) are asked about once per run.
     """
     try:
         done = subprocess.run(
@@ -370,12 +373,12 @@ def sbatch_test_only(command: str, *, timeout: float = 60) -> str | None:
     return re.sub(r"^sbatch: error: ", "", text)
 
 
-def job_request(job: Any, *, settings: Any = None, test: bool = True) -> JobRequest:
+def job_request(job: Any, *, settings: Any = None) -> JobRequest:
     """What ``job`` will ask SLURM for, per the plugin, with SLURM's verdict (``refusal``)."""
     label = ", ".join(f"{k}={v}" for k, v in dict(job.wildcards_dict).items())
     command = sbatch_command(job, settings=settings)
     request = parse_sbatch(command, rule=job.rule.name, label=label)
-    return replace(request, refusal=sbatch_test_only(command) if test else None)
+    return replace(request, refusal=sbatch_test_only(command))
 
 
 # --------------------------------------------------------------------------- pending jobs
