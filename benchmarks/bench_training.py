@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                 "per_epoch_cost_seconds_median": statistics.median(per_epoch),
                 "per_epoch_cost_fraction": statistics.median(per_epoch)
                 / statistics.median(epoch_seconds),
+                # Once per run, before the first epoch: every shard read for its SHA-256.
+                "shard_check_seconds_median": statistics.median(
+                    t.get("shard_check_seconds") or 0.0 for t in done
+                ),
                 "input_only_samples_per_second": input_only[n],
                 "bound_cpus": sorted({len(t["threads"].get("cpus") or []) for t in done}),
                 "precision": sorted({t.get("precision", "float32") for t in done}),
@@ -348,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         "samples/s: training steps only (epochs after the first); per-epoch: share of an epoch "
         "outside the steps (validation, callbacks, checkpoints); input only: the tf.data "
         "pipeline alone on the same cores; cores: CPUs the run was bound to"
+    )
+    check = rows[0]["shard_check_seconds_median"]
+    print(
+        f"shard check (SHA-256 of every shard, once per run): {check:.3f} s = "
+        f"{100 * check / rows[0]['epoch_seconds_median']:.1f}% of one epoch "
+        f"({rows[0]['epoch_seconds_median']:.2f} s, {rows[0]['threads']} thread(s))"
     )
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,73 @@ def run_cmd(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
 def config(**overrides):
     base = {"mel.n_mels": 64, "preprocess.previews_per_genre": 1}
     return load_config(None, overrides={**base, **overrides})
+
+
+def wait_for_release(out: Path, *, timeout: float = 60) -> None:
+    """Wait until no live process holds ``out``'s run lock (``genreflow.core.runlock``)."""
+    import json
+    import time
+
+    lock = out / ".genreflow.lock"
+    deadline = time.monotonic() + timeout
+    while True:
+        text = lock.read_text() if lock.exists() else ""
+        holder = json.loads(text)["pid"] if text.strip() else None
+        if holder is None or not Path(f"/proc/{holder}").exists():
+            return
+        assert time.monotonic() < deadline, f"{out} still held by PID {holder}"
+        time.sleep(0.1)
+
+
+#: n_mels 128 and 1 MiB shards: 3-5 clips of 10-14 s per shard, so a rank writes several.
+RESUME_SETTINGS = {
+    "mel.n_mels": 128,
+    "preprocess.shard_mb": 1,
+    "preprocess.max_failed_fraction": 0.2,
+}
+CLI_SETTINGS = [f"{k}={v}" for k, v in RESUME_SETTINGS.items()]
+
+
+def make_long_dataset(root: Path, *, per_genre: int) -> tuple[Path, list[dict]]:
+    """``per_genre`` clips of 10-14 s per genre, an empty .wav early on and a junk one last."""
+    audio = root / "audio"
+    audio.mkdir(parents=True)
+    clips = []
+    for g, f0 in enumerate((110.0, 660.0, 3520.0)):
+        for i in range(per_genre):
+            path = audio / f"g{g}.{i:05d}.wav"
+            write_clip(path, f0=f0 * (1 + 0.03 * i), seconds=10.0 + (i + g) % 5, seed=10 * g + i)
+            split = ("train", "train", "valid", "test")[i % 4]
+            clips.append(
+                {"clip_id": path.stem, "path": str(path), "label": f"g{g}", "split": split}
+            )
+    (audio / "empty.wav").write_bytes(b"")
+    (audio / "junk.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    bad = [
+        {"clip_id": name, "path": str(audio / f"{name}.wav"), "label": "g1", "split": "train"}
+        for name in ("empty", "junk")
+    ]
+    clips = clips[:2] + bad[:1] + clips[2:] + bad[1:]
+    return write_manifest(root / "manifest.csv", clips), clips
+
+
+def resume_cmd(manifest: Path, out: Path, *extra: str, ranks: int | None = 2) -> list[str]:
+    cmd = genreflow_cmd("--manifest", str(manifest), "--out", str(out), *extra, ranks=ranks)
+    for setting in CLI_SETTINGS:
+        cmd += ["--set", setting]
+    return cmd
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """Every file of a feature directory but timings.json, with ``created`` cut from the marker."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        name = path.relative_to(out).as_posix()
+        if path.is_file() and name != "timings.json":
+            data = path.read_bytes()
+            if name == "features.json":
+                info = json.loads(data)
+                assert info.pop("created")
+                data = json.dumps(info, sort_keys=True).encode()
+            files[name] = data
+    return files

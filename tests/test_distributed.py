@@ -259,7 +259,7 @@ def test_a_worker_whose_peer_dies_stops_with_a_clear_message(features, tmp_path)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(TF_CONFIG=tf_config(addresses, i)),
+            env=_env(TF_CONFIG=tf_config(addresses, i), PYTHONWARNINGS="always::ResourceWarning"),
         )
         for i in range(2)
     ]
@@ -280,8 +280,56 @@ def test_a_worker_whose_peer_dies_stops_with_a_clear_message(features, tmp_path)
     assert procs[0].returncode not in (0, None)
     assert "lost contact with another worker" in err
     assert "resume" in err
-    # No traceback noise: one clear error line from genreflow.
-    assert "Traceback" not in err
+    # No traceback noise: one clear error line from genreflow, nothing left to die at exit.
+    assert "Traceback" not in err and "unclosed running multiprocessing pool" not in err
+
+
+#: A worker that meets its peer in one epoch-end exchange, then either leaves (index 1) or
+#: waits for the peer in the next one (index 0), as training's epoch end does.
+_EXCHANGE = """
+import os, sys
+import tensorflow as tf
+from genreflow.training.distributed import any_worker, gather_rows
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+print("rows", gather_rows(strategy, [1.0, 2.0]).tolist(), flush=True)
+if strategy.cluster_resolver.task_id == 1:
+    os._exit(0)
+try:
+    any_worker(strategy, True) if sys.argv[1] == "any" else gather_rows(strategy, [3.0, 4.0])
+except tf.errors.OpError as exc:
+    print("lost contact:", type(exc).__name__, file=sys.stderr, flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("collective", ["any", "gather"])
+def test_a_peer_lost_inside_an_epoch_end_exchange_leaves_nothing_to_die_at_exit(collective):
+    """Run eagerly, the strategy's reduction leaked a thread pool on failure; its ``__del__``
+    could print a traceback at interpreter exit. Python's development mode reports any pool
+    left running, every time."""
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-X", "dev", "-c", _EXCHANGE, collective],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(TF_CONFIG=tf_config(addresses, i), TF_CPP_MIN_LOG_LEVEL="3"),
+        )
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    (out, err), _ = results
+    assert "rows [[1.0, 2.0], [1.0, 2.0]]" in out  # the first exchange worked
+    assert procs[0].returncode == 3 and "lost contact: " in err
+    assert "unclosed running multiprocessing pool" not in err
+    assert "Exception ignored" not in err and "Bad file descriptor" not in err
 
 
 def test_epoch_plan_shards_are_disjoint_and_cover_the_plan(features):

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 from spectrogram_runs import (
+    RESUME_SETTINGS,
     TIMEOUT,
     config,
-    genreflow_cmd,
+    make_long_dataset,
     needs_mpi,
+    output_files,
+    resume_cmd,
     run_cmd,
     slow,
-    write_clip,
-    write_manifest,
 )
 
 from genreflow.spectrograms.logmel import FeatureExtractor
@@ -28,59 +29,6 @@ from genreflow.spectrograms.shards import open_features
 from genreflow.spectrograms.stage import run_spectrograms
 
 JOURNAL_DIR = "journal"  # docs/formats.md: journal/part-<rank>-<k>.json
-
-#: n_mels 128 and 1 MiB shards: 3-5 clips of 10-14 s per shard, so a rank writes several.
-RESUME_SETTINGS = {
-    "mel.n_mels": 128,
-    "preprocess.shard_mb": 1,
-    "preprocess.max_failed_fraction": 0.2,
-}
-CLI_SETTINGS = [f"{k}={v}" for k, v in RESUME_SETTINGS.items()]
-
-
-def make_long_dataset(root: Path, *, per_genre: int) -> tuple[Path, list[dict]]:
-    """``per_genre`` clips of 10-14 s per genre, an empty .wav early on and a junk one last."""
-    audio = root / "audio"
-    audio.mkdir(parents=True)
-    clips = []
-    for g, f0 in enumerate((110.0, 660.0, 3520.0)):
-        for i in range(per_genre):
-            path = audio / f"g{g}.{i:05d}.wav"
-            write_clip(path, f0=f0 * (1 + 0.03 * i), seconds=10.0 + (i + g) % 5, seed=10 * g + i)
-            split = ("train", "train", "valid", "test")[i % 4]
-            clips.append(
-                {"clip_id": path.stem, "path": str(path), "label": f"g{g}", "split": split}
-            )
-    (audio / "empty.wav").write_bytes(b"")
-    (audio / "junk.wav").write_bytes(b"RIFF not really a wave file" * 10)
-    bad = [
-        {"clip_id": name, "path": str(audio / f"{name}.wav"), "label": "g1", "split": "train"}
-        for name in ("empty", "junk")
-    ]
-    clips = clips[:2] + bad[:1] + clips[2:] + bad[1:]
-    return write_manifest(root / "manifest.csv", clips), clips
-
-
-def resume_cmd(manifest: Path, out: Path, *extra: str, ranks: int | None = 2) -> list[str]:
-    cmd = genreflow_cmd("--manifest", str(manifest), "--out", str(out), *extra, ranks=ranks)
-    for setting in CLI_SETTINGS:
-        cmd += ["--set", setting]
-    return cmd
-
-
-def output_files(out: Path) -> dict[str, bytes]:
-    """Every file of a feature directory but timings.json, with ``created`` cut from the marker."""
-    files = {}
-    for path in sorted(out.rglob("*")):
-        name = path.relative_to(out).as_posix()
-        if path.is_file() and name != "timings.json":
-            data = path.read_bytes()
-            if name == "features.json":
-                info = json.loads(data)
-                assert info.pop("created")
-                data = json.dumps(info, sort_keys=True).encode()
-            files[name] = data
-    return files
 
 
 def descendants(pid: int) -> list[int]:
@@ -315,11 +263,21 @@ def test_touched_clip_or_other_rank_count_start_over(long_dataset, tmp_path):
         assert found is None and "a clip file changed" in why
     finally:
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    # A kept shard that is shorter than its journal says ends the run of journals there.
+    # A kept shard of the recorded size whose bytes changed (bit rot) ends the run there too.
     shard = out / "part-0-1.npy"
+    original = shard.read_bytes()
+    flipped = bytearray(original)
+    flipped[-1] ^= 0x01
+    shard.write_bytes(bytes(flipped))
+    found, why = recover_journals(out, shares=shares, inputs=inputs, n_ranks=1)
+    assert why is None and [s.name for s in found[0].shards] == ["part-0-0.npy"]
+    shard.write_bytes(original)
+    found, why = recover_journals(out, shares=shares, inputs=inputs, n_ranks=1)
+    assert why is None and len(found[0].shards) == 2
+    # A kept shard that is shorter than its journal says ends the run of journals there.
     shard.write_bytes(shard.read_bytes()[:-2])
     found, why = recover_journals(out, shares=shares, inputs=inputs, n_ranks=1)
-    assert why is None and [name for name, _ in found[0].shards] == ["part-0-0.npy"]
+    assert why is None and [s.name for s in found[0].shards] == ["part-0-0.npy"]
 
 
 def test_shard_writer_numbers_from_first_index_and_reports_each_shard(tmp_path):
@@ -335,15 +293,16 @@ def test_shard_writer_numbers_from_first_index_and_reports_each_shard(tmp_path):
         row_shape=(4, 3),
         max_bytes=header + 2 * row_bytes,
         first_index=3,
-        on_finished=lambda *args: calls.append((*args, sorted(p.name for p in tmp_path.iterdir()))),
+        on_finished=lambda shard: calls.append((shard, sorted(p.name for p in tmp_path.iterdir()))),
     ) as w:
         for _ in range(3):
             w.append(np.zeros((1, 4, 3), dtype=np.float16))
     # Called after the rename: the shard is in place under its final name.
-    assert [c[:3] for c in calls] == [
+    assert [c[0][:3] for c in calls] == [
         ("part-1-3.npy", 2, header + 2 * row_bytes),
         ("part-1-4.npy", 1, header + row_bytes),
     ]
-    assert "part-1-3.npy" in calls[0][3] and "part-1-4.npy" in calls[1][3]
-    assert w.finished == [("part-1-3.npy", 2), ("part-1-4.npy", 1)]
+    assert "part-1-3.npy" in calls[0][1] and "part-1-4.npy" in calls[1][1]
+    assert [c[0] for c in calls] == w.finished
+    assert [(f.name, f.rows) for f in w.finished] == [("part-1-3.npy", 2), ("part-1-4.npy", 1)]
     assert (tmp_path / "part-1-4.npy").stat().st_size == header + row_bytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from spectrogram_runs import (
     needs_mpi,
     run_cmd,
     slow,
+    wait_for_release,
     write_clip,
     write_manifest,
 )
@@ -272,6 +274,9 @@ def test_crash_on_one_rank_aborts_all_and_rerun_completes(tmp_path, dataset):
     assert not (out / "features.json").exists()
     with pytest.raises(StageError, match="did not finish"):
         open_features(out)
+    # mpiexec returns on the abort; rank 0, orphaned, notices a few seconds later and holds
+    # the folder until then (a rerun meanwhile is refused, naming it).
+    wait_for_release(out)
     summary = run_spectrograms(manifest=manifest, out=out, cfg=cfg, world=World())
     assert summary.good == len(clips)
     assert sorted(p.name for p in out.glob(".*")) == []  # no temp files left from the crash
@@ -372,7 +377,15 @@ def test_shard_writer_rolls_over_and_finalises_valid_npy(tmp_path):
         "part-2-1.npy",
         "part-2-2.npy",
     ]
-    assert w.finished == [("part-2-0.npy", 4), ("part-2-1.npy", 6), ("part-2-2.npy", 6)]
+    assert [(f.name, f.rows) for f in w.finished] == [
+        ("part-2-0.npy", 4),
+        ("part-2-1.npy", 6),
+        ("part-2-2.npy", 6),
+    ]
+    # The recorded size and digest are those of the file in place (what `sha256sum` prints).
+    for f in w.finished:
+        data = (tmp_path / f.name).read_bytes()
+        assert f.bytes == len(data) and f.sha256 == hashlib.sha256(data).hexdigest()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "part-2-0.npy",
         "part-2-1.npy",

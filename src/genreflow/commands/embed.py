@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from genreflow.spectrograms.shards import open_features
 
     embed_features(
-        open_features(args.features), out_dir=args.out, backbone=backbone, threads=settings
+        open_features(args.features, verify=True),
+        out_dir=args.out,
+        backbone=backbone,
+        threads=settings,
     )
     return 0

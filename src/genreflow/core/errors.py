@@ -31,5 +31,12 @@ class StageError(GenreflowError):
     """A pipeline stage failed as a whole (too many bad files, missing inputs)."""
 
 
+class DiskFullError(StageError):
+    """An output could not be written: its file system is full (or the user's quota is spent).
+
+    The message names the file and the space left; what the stage finished before stays.
+    """
+
+
 class ModelError(GenreflowError):
     """A model directory is missing, incomplete or inconsistent with its inputs."""

@@ -65,7 +65,7 @@ def evaluate_model(
     started = time.perf_counter()
     model_dir = Path(model_dir)
     out = Path(out_dir) if out_dir is not None else model_dir
-    features = open_features(features_dir)
+    features = open_features(features_dir, verify=True)
     info = read_model_info(model_dir)
     if info["features_hash"] != features.info["config_hash"]:
         raise ModelError(

@@ -24,7 +24,14 @@ from genreflow.spectrograms.journal import Recovered
 from genreflow.spectrograms.mpi import World, launcher_env
 from genreflow.spectrograms.outputs import BAD_FILES, NOTES, TIMINGS
 from genreflow.spectrograms.plan import Plan
-from genreflow.spectrograms.shards import INDEX, MARKER, IndexRow, parse_shard_name, write_index
+from genreflow.spectrograms.shards import (
+    INDEX,
+    MARKER,
+    IndexRow,
+    ShardFile,
+    parse_shard_name,
+    write_index,
+)
 from genreflow.spectrograms.tasks import ClipTask
 
 
@@ -48,7 +55,7 @@ class RankReport:
     index: list[tuple[int, IndexRow]] = field(default_factory=list)
     failures: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, path, reason)
     notes: list[tuple[int, str, str]] = field(default_factory=list)  # (pos, path, note)
-    shards: list[tuple[str, int]] = field(default_factory=list)
+    shards: list[ShardFile] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -142,9 +149,9 @@ def finish_run(
     files = sum(r.files for r in reports) + resumed
     bad = len(failures)
     segments = sum(r.segments for r in reports) + sum(r.segments for r in recovered)
-    shards = sorted(
-        (name for part in (*recovered, *reports) for name, _ in part.shards),
-        key=lambda n: _shard_sort_key(n),
+    shard_files = sorted(
+        (shard for part in (*recovered, *reports) for shard in part.shards),
+        key=lambda s: _shard_sort_key(s.name),
     )
     t0 = time.perf_counter()
     good = {pos for part in (*recovered, *reports) for pos, _ in part.index}
@@ -236,7 +243,8 @@ def finish_run(
             "n_clips": len(index),
             "n_segments": segments,
             "n_bad": bad,
-            "shards": shards,
+            "shards": [s.name for s in shard_files],
+            "shard_files": {s.name: {"bytes": s.bytes, "sha256": s.sha256} for s in shard_files},
             "manifest": str(plan.manifest),
             "n_ranks": world.size,
             "config_hash": hash_,
@@ -263,9 +271,9 @@ def _rank_record(r: RankReport, rec: Recovered) -> dict[str, Any]:
         "segments": r.segments,
         "bytes_in": r.bytes_in,
         "bytes_written": r.bytes_written,
-        "shards": [name for name, _ in r.shards],
+        "shards": [s.name for s in r.shards],
         "resumed_clips": rec.done,
-        "resumed_shards": [name for name, _ in rec.shards],
+        "resumed_shards": [s.name for s in rec.shards],
         "seconds": {k: round(v, 4) for k, v in r.seconds.items()},
         "threads": r.threads,
         "cpus": r.cpus,

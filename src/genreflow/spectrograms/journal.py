@@ -22,13 +22,20 @@ from typing import Any
 from genreflow import __version__
 from genreflow.core.atomic import write_text
 from genreflow.spectrograms.previews import PREVIEWS, preview_name
-from genreflow.spectrograms.shards import IndexRow, parse_shard_name, shard_name
+from genreflow.spectrograms.shards import (
+    IndexRow,
+    ShardFile,
+    file_sha256,
+    parse_shard_name,
+    shard_name,
+)
 from genreflow.spectrograms.tasks import ClipTask, Share
 
 #: Sub-folder of the feature directory holding one resume journal per finished shard.
 JOURNAL_DIR = "journal"
 #: Version of the journal format; journals of another version start the run over.
-JOURNAL_FORMAT = 1
+#: 2: ``shard_sha256`` (a kept shard must still have the bytes it was written with).
+JOURNAL_FORMAT = 2
 
 _JOURNAL_NAME = re.compile(r"part-(\d+)-(\d+)\.json")
 #: Why a journal's key does not match this run, by field.
@@ -46,7 +53,7 @@ class Recovered:
 
     rank: int
     done: int = 0
-    shards: list[tuple[str, int]] = field(default_factory=list)  # (name, rows)
+    shards: list[ShardFile] = field(default_factory=list)
     journals: list[str] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)
     index: list[tuple[int, IndexRow]] = field(default_factory=list)
@@ -106,8 +113,8 @@ def recover_journals(
     """Rank 0: what an interrupted earlier run in ``out`` finished, per rank.
 
     For each rank, the longest run of journals ``part-<rank>-0 .. k`` that check out: the
-    journal reads, its shard is there with the recorded size, it continues the share where the
-    previous one stopped.
+    journal reads, its shard is there with the recorded size and SHA-256, it continues the
+    share where the previous one stopped.
 
     Returns
     -------
@@ -170,7 +177,9 @@ def _take_journal(
     if record["rank"] != rank or record["shard"] != name or record["share_start"] != rec.done:
         return False
     try:
-        if (out / name).stat().st_size != record["shard_bytes"]:
+        # A shard whose bytes changed since (bit rot, a partial copy) is converted again.
+        size = (out / name).stat().st_size
+        if size != record["shard_bytes"] or file_sha256(out / name) != record["shard_sha256"]:
             return False
     except OSError:
         return False
@@ -199,7 +208,7 @@ def _take_journal(
     if len(index) + len(failures) != len(positions):
         return False
     rec.done += len(positions)
-    rec.shards.append((name, int(record["shard_rows"])))
+    rec.shards.append(ShardFile(name, int(record["shard_rows"]), size, record["shard_sha256"]))
     rec.journals.append(journal_name(rank, k))
     rec.previews += previews
     rec.index += index
@@ -226,24 +235,25 @@ class ShardJournal:
         self.failures: list[tuple[int, str, str]] = []
         self.notes: list[tuple[int, str, str]] = []
 
-    def shard_finished(self, name: str, rows: int, size: int) -> None:
+    def shard_finished(self, shard: ShardFile) -> None:
         """:class:`ShardWriter` callback: journal every clip handled since the previous shard.
 
         Runs inside :meth:`ShardWriter.append` of the clip that opens the next shard, before
         that clip is recorded here, or when the share's last shard is closed.
         """
-        parsed = parse_shard_name(name)
+        parsed = parse_shard_name(shard.name)
         if parsed is None or parsed[0] != self.rank:
-            raise RuntimeError(f"shard {name!r} is not one of rank {self.rank}'s")
+            raise RuntimeError(f"shard {shard.name!r} is not one of rank {self.rank}'s")
         record = {
             "format": JOURNAL_FORMAT,
             "stage": "spectrograms",
             "rank": self.rank,
             "n_ranks": self.n_ranks,
             "inputs": dict(self.inputs),
-            "shard": name,
-            "shard_rows": rows,
-            "shard_bytes": size,
+            "shard": shard.name,
+            "shard_rows": shard.rows,
+            "shard_bytes": shard.bytes,
+            "shard_sha256": shard.sha256,
             "share_start": self.start,
             "positions": self.positions,
             "index": [[pos, asdict(row)] for pos, row in self.index],

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from genreflow.core.errors import StageError
+from genreflow.core.errors import GenreflowError, StageError
 
 #: Environment variables that only exist inside a process started by an MPI launcher
 #: (``srun`` is recognised by ``SLURM_STEP_ID``, see :func:`detect_launcher`).
@@ -148,21 +148,23 @@ class World:
         """Abort every rank when the block raises on this one.
 
         With more than one rank, any exception (a bug, a full disk, Ctrl-C) prints
-        ``<what>: rank r/N on host: …`` and the traceback to stderr, then calls
+        ``<what>: rank r/N on host: …`` to stderr (with the traceback unless it is a
+        :class:`~genreflow.core.errors.GenreflowError`, whose message is the news), then calls
         ``MPI_Abort(1)``: the launcher kills the other ranks even when they are blocked in a
         collective. In a one-rank world the exception propagates unchanged.
         """
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             if self.comm is None or self.size == 1:
                 raise
-            print(
-                f"{what}: rank {self.rank}/{self.size} on {self.host}: unexpected error, "
-                "aborting all ranks",
-                file=sys.stderr,
-            )
-            traceback.print_exc(file=sys.stderr)
+            where = f"{what}: rank {self.rank}/{self.size} on {self.host}"
+            if isinstance(exc, GenreflowError):
+                # Meant for the user (a full disk names its file): one line, no traceback.
+                print(f"{where}: error: {exc}; aborting all ranks", file=sys.stderr)
+            else:
+                print(f"{where}: unexpected error, aborting all ranks", file=sys.stderr)
+                traceback.print_exc(file=sys.stderr)
             sys.stdout.flush()
             sys.stderr.flush()
             # The launcher tears its output forwarding down on abort: give it a moment to pass

@@ -132,7 +132,7 @@ def make_plan(
         name
         for r in recovered
         for name in (
-            *(shard for shard, _ in r.shards),
+            *(shard.name for shard in r.shards),
             *(f"{JOURNAL_DIR}/{j}" for j in r.journals),
             *(f"{PREVIEWS}/{p}" for p in r.previews),
         )

@@ -41,6 +41,7 @@ variable makes every rank sleep that long after each clip (to kill a run half-wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -52,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from genreflow.core.errors import AudioError, GenreflowError, StageError
+from genreflow.core.runlock import output_lock
 from genreflow.spectrograms.finish import RankReport, SpectrogramSummary, finish_run
 from genreflow.spectrograms.journal import ShardJournal
 from genreflow.spectrograms.mpi import World, init_world
@@ -139,62 +141,65 @@ def run_spectrograms(
     out = Path(out).resolve()
     report = RankReport(rank=world.rank, host=world.host, started=started)
 
-    # Every step that can fail on one rank alone is guarded, so no rank waits forever.
-    with world.abort_on_error(what="genreflow spectrograms"):
-        _import_kernels()
-        report.threads = _set_threads(int(cfg["preprocess"]["threads_per_rank"]))
-        report.cpus = _cpus()
-        report.seconds["import"] = time.time() - started
-        t0 = time.perf_counter()
-        from genreflow.spectrograms.logmel import FeatureExtractor
+    # Rank 0 holds the output folder for the whole run (a second run there refuses).
+    with contextlib.ExitStack() as held:
+        # Every step that can fail on one rank alone is guarded, so no rank waits forever.
+        with world.abort_on_error(what="genreflow spectrograms"):
+            _import_kernels()
+            report.threads = _set_threads(int(cfg["preprocess"]["threads_per_rank"]))
+            report.cpus = _cpus()
+            report.seconds["import"] = time.time() - started
+            t0 = time.perf_counter()
+            from genreflow.spectrograms.logmel import FeatureExtractor
 
-        extractor = FeatureExtractor.from_config(cfg)
-        _warm_up(extractor)
-        report.seconds["warmup"] = time.perf_counter() - t0
+            extractor = FeatureExtractor.from_config(cfg)
+            _warm_up(extractor)
+            report.seconds["warmup"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        plan: Plan | None = None
-        plan_error: GenreflowError | None = None
-        shares: list[Any] | None = None
-        if world.is_root:
-            try:
-                plan = make_plan(
-                    manifest=manifest,
-                    out=out,
-                    cfg=cfg,
-                    n_ranks=world.size,
-                    fresh=fresh,
-                    clips=weak_clips_per_rank * world.size if weak_clips_per_rank else None,
-                )
-                shares = plan.shares
-            except GenreflowError as exc:
-                plan_error = exc
-                shares = [{"error": str(exc)}] * world.size
-        share = world.scatter(shares)
-        report.seconds["setup"] = time.perf_counter() - t0
-        report.work_start = time.time()
-    if isinstance(share, dict):
-        if world.is_root:
-            raise plan_error
-        raise PeerStageError(f"rank 0 stopped the stage: {share['error']}")
-    with world.abort_on_error(what="genreflow spectrograms"):
-        problem = _check_shared_output(world, out)
-    if problem:
-        raise (StageError if world.is_root else PeerStageError)(problem)
-    _warn_if_cpus_are_short(world, report, int(cfg["preprocess"]["threads_per_rank"]))
+            t0 = time.perf_counter()
+            plan: Plan | None = None
+            plan_error: GenreflowError | None = None
+            shares: list[Any] | None = None
+            if world.is_root:
+                try:
+                    held.enter_context(output_lock(out, command="genreflow spectrograms"))
+                    plan = make_plan(
+                        manifest=manifest,
+                        out=out,
+                        cfg=cfg,
+                        n_ranks=world.size,
+                        fresh=fresh,
+                        clips=weak_clips_per_rank * world.size if weak_clips_per_rank else None,
+                    )
+                    shares = plan.shares
+                except GenreflowError as exc:
+                    plan_error = exc
+                    shares = [{"error": str(exc)}] * world.size
+            share = world.scatter(shares)
+            report.seconds["setup"] = time.perf_counter() - t0
+            report.work_start = time.time()
+        if isinstance(share, dict):
+            if world.is_root:
+                raise plan_error
+            raise PeerStageError(f"rank 0 stopped the stage: {share['error']}")
+        with world.abort_on_error(what="genreflow spectrograms"):
+            problem = _check_shared_output(world, out)
+        if problem:
+            raise (StageError if world.is_root else PeerStageError)(problem)
+        _warn_if_cpus_are_short(world, report, int(cfg["preprocess"]["threads_per_rank"]))
 
-    with world.abort_on_error(what="genreflow spectrograms"):
-        _convert_share(share, extractor=extractor, out=out, cfg=cfg, world=world, report=report)
-        reports = world.gather(report)
-        outcome = (
-            finish_run(plan=plan, reports=reports, cfg=cfg, world=world, extractor=extractor)
-            if world.is_root
-            else None
-        )
-        outcome = world.bcast(outcome)
-    if "error" in outcome:
-        raise (StageError if world.is_root else PeerStageError)(outcome["error"])
-    return SpectrogramSummary(**{**outcome["summary"], "rank": world.rank})
+        with world.abort_on_error(what="genreflow spectrograms"):
+            _convert_share(share, extractor=extractor, out=out, cfg=cfg, world=world, report=report)
+            reports = world.gather(report)
+            outcome = (
+                finish_run(plan=plan, reports=reports, cfg=cfg, world=world, extractor=extractor)
+                if world.is_root
+                else None
+            )
+            outcome = world.bcast(outcome)
+        if "error" in outcome:
+            raise (StageError if world.is_root else PeerStageError)(outcome["error"])
+        return SpectrogramSummary(**{**outcome["summary"], "rank": world.rank})
 
 
 def _import_kernels() -> None:

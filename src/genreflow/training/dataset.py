@@ -128,7 +128,7 @@ def read_training_data(
     DatasetError
         No train clips, or no valid clips where the run needs them.
     """
-    features = open_features(features_dir)
+    features = open_features(features_dir, verify=True)
     labels = features.labels
     multilabel = is_multilabel(features)
     train_clips = clip_table(features, split="train", labels=labels, multilabel=multilabel)

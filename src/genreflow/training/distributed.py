@@ -17,6 +17,7 @@ Nothing here imports TensorFlow at module level (the CLI and the launcher import
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -292,8 +293,8 @@ def any_worker(strategy, flag: bool) -> bool:
 
     if strategy is None:
         return bool(flag)
-    value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
-    return bool(strategy.reduce("SUM", value, axis=None).numpy() > 0)
+    total, _ = _collectives(strategy)
+    return bool(total(tf.constant(1.0 if flag else 0.0)).numpy() > 0)
 
 
 def gather_rows(strategy, row: list[float]):
@@ -303,8 +304,30 @@ def gather_rows(strategy, row: list[float]):
 
     if strategy is None:
         return np.asarray([row], dtype=np.float64)
-    value = strategy.run(lambda: tf.constant([row], dtype=tf.float64))
-    return np.asarray(strategy.gather(value, axis=0).numpy())
+    _, gather = _collectives(strategy)
+    return np.asarray(gather(tf.constant(row, dtype=tf.float64)).numpy())
+
+
+@functools.cache
+def _collectives(strategy):
+    """``(total, gather)``: the collectives above as graph functions, traced once per strategy.
+
+    Run eagerly, ``MultiWorkerMirroredStrategy`` reduces through a ``multiprocessing`` thread
+    pool that it only closes when the reduction succeeds: a worker whose peer died inside one
+    leaked the pool, and its ``__del__`` could print a traceback at interpreter exit, after
+    the clear "lost contact" line. In a graph the reduction runs without that pool.
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def total(value):
+        return strategy.reduce("SUM", strategy.run(lambda v: v, args=(value,)), axis=None)
+
+    @tf.function
+    def gather(row):
+        return strategy.gather(strategy.run(lambda r: r[tf.newaxis], args=(row,)), axis=0)
+
+    return total, gather
 
 
 def allreduce_seconds(strategy, *, n_values: int, repeats: int = 20) -> float:

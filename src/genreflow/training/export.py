@@ -68,6 +68,9 @@ def export_run(
         state["best_epoch"] = int(state["epochs_done"])
     else:
         model.load_weights(checkpoint_dir / "best.keras")
+    # genreflow.json marks a complete model directory: gone first, back last, so that an
+    # export that fails half-way (a full disk) never leaves an older marker vouching for it.
+    (out / "genreflow.json").unlink(missing_ok=True)
     export_model(model, out / "model.keras")
     model_info = model_record(cfg, data=data, best_epoch=state["best_epoch"])
     if tcfg["ensemble"] and not data.multilabel:

@@ -28,6 +28,7 @@ import tensorflow as tf
 from genreflow.core.atomic import write_json
 from genreflow.core.device import describe_device
 from genreflow.core.errors import StageError
+from genreflow.core.runlock import output_lock
 from genreflow.training.checkpoints import TrainingRecord, load_state, new_state, resume_key
 from genreflow.training.dataset import TrainingData, read_training_data
 from genreflow.training.distributed import WorkerGroup, lost_worker_message, worker_batch
@@ -154,7 +155,15 @@ def train_model(
         strategy=strategy,
         role=role,
     )
-    tcfg, group = run.tcfg, run.group
+    # Only the chief writes to out_dir, so only the chief holds it.
+    lock = output_lock(run.out, command="genreflow train") if run.group.is_chief else None
+    with lock or contextlib.nullcontext():
+        return _train(run, features_dir=features_dir)
+
+
+def _train(run: _Run, *, features_dir: str | os.PathLike) -> TrainResult:
+    """The body of :func:`train_model`, with the output folder held."""
+    tcfg, group, strategy = run.tcfg, run.group, run.strategy
     data = read_training_data(features_dir, tcfg=tcfg)
     device = describe_device()
     policy = precision_policy(tcfg["mixed_precision"], device=device["device"])
@@ -397,6 +406,9 @@ def _export(
         gradient_values=pipelines.gradient_values,
     )
     timings["role"] = run.role
+    # What reading every shard once for its checksum cost, beside the epochs (docs/formats.md).
+    verified = data.features.verify_seconds
+    timings["shard_check_seconds"] = round(verified, 4) if verified is not None else None
     write_json(run.out / "timings.json", timings)
     _print_exported(run, state=state, timings=timings)
     return _result(run, state=state, resumed_from=resumed_from, timings=timings)

@@ -177,6 +177,26 @@ def train_head(
     dict
         The ``timings.json`` record.
     """
+    from genreflow.core.runlock import output_lock
+
+    with output_lock(out_dir, command="genreflow train"):
+        return _train_head(
+            features_dir=features_dir,
+            out_dir=out_dir,
+            cfg=cfg,
+            threads=threads,
+            embeddings_dir=embeddings_dir,
+        )
+
+
+def _train_head(
+    *,
+    features_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: Mapping[str, Any],
+    threads: Mapping[str, Any],
+    embeddings_dir: str | os.PathLike | None,
+) -> dict:
     from genreflow.backbones.musicnn import build_backbone
 
     tcfg = cfg["train"]
