@@ -18,20 +18,40 @@ Without ``--model`` it uses an untrained model of the default architecture and i
 
 Prints requests/s, latency percentiles and the server-side split of a request (queue, decode,
 features, model, from the responses), and writes ``benchmarks/out/serve.json``.
+
+Authentication and load shedding, each on a server of its own::
+
+    .venv/bin/python benchmarks/bench_serve.py --token                 # the same, with a token
+    .venv/bin/python benchmarks/bench_serve.py --compare-auth --concurrency 4
+    .venv/bin/python benchmarks/bench_serve.py --unauthorized 1000     # 1000 x 401, no model call
+    .venv/bin/python benchmarks/bench_serve.py --shed                  # 32 clients, max_pending 8
+
+``--compare-auth`` starts a server without a token and one with a token (``--token-file``;
+the clients send ``Authorization: Bearer``), runs each load level on one then the other, and
+prints both and their ratio. ``--unauthorized N`` sends N uploads without the token to a server that wants one: all
+must be 401 and ``/health`` must count no model call. ``--shed`` starts a server with
+``serve.max_pending`` = ``--shed-max-pending`` (8), runs 4 clients, then ``--shed-clients``
+(32): only 200 and 503 may come back, and the p95 of the accepted requests is set beside the
+4-client p95.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "serve.json"
@@ -55,15 +75,24 @@ def write_clips(folder: Path, *, n: int, seconds: float) -> list[Path]:
 
 
 def start_server(
-    model: Path, *, threads: int, log: Path, settings: tuple[str, ...] = ()
+    model: Path,
+    *,
+    threads: int,
+    log: Path,
+    settings: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, str]:
-    """``genreflow serve`` on a free loopback port; returns the process and its base URL."""
+    """``genreflow serve`` on a free loopback port; returns the process and its base URL.
+
+    ``extra`` are more command-line arguments (``--token-file FILE``).
+    """
     import httpx
 
     cmd = [sys.executable, "-m", "genreflow", "serve", str(model), "--port", "0"]
     cmd += ["--threads", str(threads), "--no-access-log", "--log-level", "warning"]
     for setting in settings:
         cmd += ["--set", setting]
+    cmd += list(extra)
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     deadline, url = time.monotonic() + STARTUP_TIMEOUT, ""
@@ -92,6 +121,49 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@dataclass
+class Running:
+    """A started server: its process, base URL and the headers its clients send."""
+
+    proc: subprocess.Popen
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    startup_seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def serving(
+    model: Path,
+    *,
+    threads: int,
+    folder: Path,
+    settings: tuple[str, ...] = (),
+    token: bool = False,
+    name: str = "server",
+) -> Iterator[Running]:
+    """A server for the ``with`` block; ``token`` protects it with a fresh random token.
+
+    Its log is ``folder/<name>.log``; it is stopped when the block ends.
+    """
+    extra: tuple[str, ...] = ()
+    headers = {}
+    if token:
+        secret = secrets.token_urlsafe(32)
+        token_file = folder / f"{name}.token"
+        token_file.write_text(secret + "\n")
+        token_file.chmod(0o600)
+        extra = ("--token-file", str(token_file))
+        headers = {"Authorization": f"Bearer {secret}"}
+    started = time.perf_counter()
+    proc, url = start_server(
+        model, threads=threads, log=folder / f"{name}.log", settings=settings, extra=extra
+    )
+    try:
+        yield Running(proc, url, headers, time.perf_counter() - started)
+    finally:
+        stop_server(proc)
+
+
 def run_load(
     url: str,
     uploads: list[tuple[str, bytes]],
@@ -99,11 +171,12 @@ def run_load(
     requests: int,
     concurrency: int,
     max_seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[dict], float]:
     """Send up to ``requests`` uploads, ``concurrency`` at a time, for at most ``max_seconds``.
 
     Returns one ``{"status", "seconds", "server"}`` record per answered request and the wall
-    time from the first request to the last answer.
+    time from the first request to the last answer. ``headers`` go with every request.
     """
     import threading
 
@@ -116,7 +189,7 @@ def run_load(
 
     def client_loop() -> list[dict]:
         records = []
-        with httpx.Client(timeout=max(60.0, max_seconds)) as client:
+        with httpx.Client(timeout=max(60.0, max_seconds), headers=headers) as client:
             while time.perf_counter() < deadline:
                 with lock:
                     if issued[0] >= requests:
@@ -127,9 +200,12 @@ def run_load(
                 t0 = time.perf_counter()
                 try:
                     r = client.post(f"{url}/predict", files={"file": (name, data, "audio/wav")})
-                    status, body = r.status_code, r.json()
+                    status = r.status_code
+                    body = r.json()
                 except httpx.HTTPError as exc:
                     status, body = 0, {"error": type(exc).__name__}
+                except ValueError:  # not JSON: a proxy's page, a crash
+                    body = {}
                 records.append(
                     {
                         "status": status,
@@ -137,6 +213,9 @@ def run_load(
                         "server": body.get("seconds", {}),
                     }
                 )
+                if status == 503:
+                    # A well-behaved client waits as told instead of hammering the server.
+                    time.sleep(float(r.headers.get("retry-after", "1")))
         return records
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -186,8 +265,147 @@ def summarise(records: list[dict], wall: float, *, concurrency: int, clip_second
     }
 
 
+def run_levels(
+    server: Running,
+    uploads: list[tuple[str, bytes]],
+    *,
+    levels: list[int],
+    args: argparse.Namespace,
+) -> list[dict]:
+    """Warm up, then one :func:`run_level` per client count in ``levels``."""
+    warm_up(server, uploads, requests=args.warmup)
+    return [run_level(server, uploads, concurrency=c, args=args) for c in levels]
+
+
+def warm_up(server: Running, uploads: list[tuple[str, bytes]], *, requests: int) -> None:
+    """Untimed uploads, one at a time: the first calls pay for lazy set-up."""
+    import httpx
+
+    for i in range(requests):
+        name, data = uploads[i % len(uploads)]
+        httpx.post(
+            f"{server.url}/predict",
+            files={"file": (name, data)},
+            headers=server.headers,
+            timeout=120,
+        )
+
+
+def run_level(server: Running, uploads: list[tuple[str, bytes]], *, concurrency: int, args) -> dict:
+    """One load level: :func:`summarise` of ``args.requests`` uploads plus their statuses."""
+    records, wall = run_load(
+        server.url,
+        uploads,
+        requests=args.requests,
+        concurrency=concurrency,
+        max_seconds=args.max_seconds,
+        headers=server.headers,
+    )
+    run = summarise(records, wall, concurrency=concurrency, clip_seconds=args.seconds)
+    run["statuses"] = status_counts(records)
+    return run
+
+
+def status_counts(records: list[dict]) -> dict[str, int]:
+    """How many answers had each status (0: no answer, a transport error)."""
+    return {str(k): v for k, v in sorted(Counter(r["status"] for r in records).items())}
+
+
+def unauthorized_check(
+    server: Running, uploads: list[tuple[str, bytes]], *, requests: int, max_seconds: float
+) -> dict:
+    """``requests`` uploads without the token: every one 401, and no model call."""
+    import httpx
+
+    before = httpx.get(f"{server.url}/health", timeout=30).json()
+    records, wall = run_load(
+        server.url, uploads, requests=requests, concurrency=4, max_seconds=max_seconds
+    )
+    after = httpx.get(f"{server.url}/health", timeout=30).json()
+    statuses = status_counts(records)
+    calls = [before["batches"]["model_calls"], after["batches"]["model_calls"]]
+    return {
+        "requests": len(records),
+        "statuses": statuses,
+        "requests_per_second": len(records) / wall if wall > 0 else 0.0,
+        "latency": percentiles_ms([r["seconds"] for r in records]),
+        "model_calls_before_after": calls,
+        "passed": bool(
+            len(records) == requests and statuses == {"401": requests} and calls[0] == calls[1]
+        ),
+    }
+
+
+def shed_check(server: Running, uploads: list[tuple[str, bytes]], *, args) -> dict:
+    """4 clients, then ``args.shed_clients``, against ``serve.max_pending`` =
+    ``args.shed_max_pending``: only 200 and 503, and the accepted requests' p95 beside the
+    4-client p95."""
+    import httpx
+
+    calm, crowd = run_levels(server, uploads, levels=[4, args.shed_clients], args=args)
+    health = httpx.get(f"{server.url}/health", timeout=30).json()
+    calm_p95 = calm["latency"].get("p95_ms")
+    crowd_p95 = crowd["latency"].get("p95_ms")
+    return {
+        "max_pending": args.shed_max_pending,
+        "runs": [calm, crowd],
+        "p95_ratio": crowd_p95 / calm_p95 if calm_p95 and crowd_p95 else None,
+        "passed": bool(set(crowd["statuses"]) | set(calm["statuses"]) <= {"200", "503"}),
+        "server_health": health,
+    }
+
+
+def print_runs(runs: list[dict]) -> None:
+    print(
+        f"{'clients':>7} {'ok':>5} {'err':>4} {'wall s':>7} {'req/s':>7} {'p50 ms':>7} "
+        f"{'p95 ms':>7}  server p50 ms: queue decode features model"
+    )
+    for run in runs:
+        lat, parts = run["latency"], run["server_parts"]
+        split = " ".join(
+            f"{parts[p]['p50_ms']:.1f}" if parts[p] else "-"
+            for p in ("queue", "decode", "features", "model")
+        )
+        print(
+            f"{run['concurrency']:>7} {run['ok']:>5} {run['errors']:>4} {run['wall_seconds']:>7.1f} "
+            f"{run['requests_per_second']:>7.2f} {lat.get('p50_ms', float('nan')):>7.1f} "
+            f"{lat.get('p95_ms', float('nan')):>7.1f}  {split}"
+        )
+
+
+def print_auth_comparison(plain: list[dict], tokened: list[dict]) -> list[dict]:
+    """Both servers' runs side by side; returns the rows (ratio = with token / without)."""
+    rows = []
+    print("auth comparison (a server without a token, then one with; ratio = token / none):")
+    print(
+        f"{'clients':>7} {'req/s none':>10} {'req/s token':>11} {'ratio':>6} "
+        f"{'p95 none':>9} {'p95 token':>10} {'ratio':>6}"
+    )
+    for a, b in zip(plain, tokened, strict=True):
+        rps = b["requests_per_second"] / a["requests_per_second"] if a["ok"] else float("nan")
+        p95a, p95b = a["latency"].get("p95_ms", float("nan")), b["latency"].get("p95_ms")
+        p95b = float("nan") if p95b is None else p95b
+        rows.append(
+            {
+                "concurrency": a["concurrency"],
+                "requests_per_second": [a["requests_per_second"], b["requests_per_second"]],
+                "p95_ms": [p95a, p95b],
+                "requests_per_second_ratio": rps,
+                "p95_ratio": p95b / p95a if p95a else float("nan"),
+            }
+        )
+        print(
+            f"{a['concurrency']:>7} {a['requests_per_second']:>10.2f} "
+            f"{b['requests_per_second']:>11.2f} {rps:>6.3f} {p95a:>9.1f} {p95b:>10.1f} "
+            f"{rows[-1]['p95_ratio']:>6.3f}"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=None, help="model dir (default: untrained)")
     parser.add_argument("--requests", type=int, default=60, help="requests per load level")
     parser.add_argument(
@@ -205,17 +423,43 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="server config KEY=VALUE, e.g. serve.prepare_threads=1 (repeatable)",
     )
+    parser.add_argument(
+        "--token", action="store_true", help="the server wants a bearer token; clients send it"
+    )
+    parser.add_argument(
+        "--compare-auth",
+        action="store_true",
+        help="run the load levels without a token, then with one, and print the ratio",
+    )
+    parser.add_argument(
+        "--unauthorized",
+        metavar="N",
+        type=int,
+        default=0,
+        help="then send N uploads without the token: all must be 401, no model call",
+    )
+    parser.add_argument(
+        "--shed",
+        action="store_true",
+        help="shedding check: 4 clients, then --shed-clients, at serve.max_pending = "
+        "--shed-max-pending",
+    )
+    parser.add_argument("--shed-clients", type=int, default=32, help="clients of --shed")
+    parser.add_argument("--shed-max-pending", type=int, default=8, help="max_pending of --shed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     if not levels or min(args.requests, args.clips, args.threads, *levels) < 1:
         parser.error("--requests, --concurrency, --clips and --threads must be >= 1")
+    if min(args.shed_clients, args.shed_max_pending) < 1 or args.unauthorized < 0:
+        parser.error("--shed-clients and --shed-max-pending must be >= 1, --unauthorized >= 0")
 
     import httpx
 
     from genreflow.core.atomic import write_json
 
     load_before = os.getloadavg()
+    checks = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         tmp = Path(tmp)
         if args.model is None:
@@ -226,29 +470,43 @@ def main(argv: list[str] | None = None) -> int:
             model = args.model
         clips = write_clips(tmp, n=args.clips, seconds=args.seconds)
         uploads = [(p.name, p.read_bytes()) for p in clips]
-        log = tmp / "server.log"
-        started = time.perf_counter()
-        proc, url = start_server(model, threads=args.threads, log=log, settings=args.settings)
-        startup = time.perf_counter() - started
-        runs = []
-        try:
-            for i in range(args.warmup):
-                name, data = uploads[i % len(uploads)]
-                httpx.post(f"{url}/predict", files={"file": (name, data)}, timeout=120)
+        common = {"threads": args.threads, "folder": tmp, "settings": tuple(args.settings)}
+        # The main runs: with a token for --token, without one otherwise.
+        # --compare-auth starts the other kind beside it and alternates the two, level by
+        # level, so that both see the same machine (2 cores shared with the clients).
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(serving(model, token=args.token, name="main", **common))
+            other = None
+            if args.compare_auth or (args.unauthorized and not args.token):
+                other = stack.enter_context(
+                    serving(model, token=not args.token, name="other", **common)
+                )
+            startup = server.startup_seconds
+            warm_up(server, uploads, requests=args.warmup)
+            if args.compare_auth:
+                warm_up(other, uploads, requests=args.warmup)
+            runs, other_runs = [], []
             for concurrency in levels:
-                records, wall = run_load(
-                    url,
+                runs.append(run_level(server, uploads, concurrency=concurrency, args=args))
+                if args.compare_auth:
+                    other_runs.append(run_level(other, uploads, concurrency=concurrency, args=args))
+            if args.unauthorized:
+                checks["unauthorized"] = unauthorized_check(
+                    server if args.token else other,
                     uploads,
-                    requests=args.requests,
-                    concurrency=concurrency,
+                    requests=args.unauthorized,
                     max_seconds=args.max_seconds,
                 )
-                runs.append(
-                    summarise(records, wall, concurrency=concurrency, clip_seconds=args.seconds)
-                )
-            health = httpx.get(f"{url}/health", timeout=30).json()
-        finally:
-            stop_server(proc)
+            health = httpx.get(f"{server.url}/health", timeout=30).json()
+        if args.compare_auth:
+            checks["auth_comparison"] = {
+                "without_token": other_runs if args.token else runs,
+                "with_token": runs if args.token else other_runs,
+            }
+        if args.shed:
+            shed_settings = (*args.settings, f"serve.max_pending={args.shed_max_pending}")
+            with serving(model, name="shed", **{**common, "settings": shed_settings}) as server:
+                checks["shedding"] = shed_check(server, uploads, args=args)
     load_after = os.getloadavg()
 
     by_level = {run["concurrency"]: run for run in runs}
@@ -267,8 +525,10 @@ def main(argv: list[str] | None = None) -> int:
         "clip_bytes": len(uploads[0][1]),
         "server_threads": args.threads,
         "server_settings": args.settings,
+        "token": args.token,
         "runs": runs,
         "targets": targets,
+        "checks": checks,
         "server_startup_seconds": startup,
         "server_health": health,
         "host": platform.node(),
@@ -280,24 +540,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"genreflow serve on loopback: {args.seconds:g} s WAV clips "
-        f"({len(uploads[0][1]) / 1e6:.2f} MB), server --threads {args.threads}; "
-        f"start-up {startup:.1f} s"
+        f"({len(uploads[0][1]) / 1e6:.2f} MB), server --threads {args.threads}"
+        f"{', bearer token' if args.token else ''}; start-up {startup:.1f} s"
     )
-    print(
-        f"{'clients':>7} {'ok':>5} {'err':>4} {'wall s':>7} {'req/s':>7} {'p50 ms':>7} "
-        f"{'p95 ms':>7}  server p50 ms: queue decode features model"
-    )
-    for run in runs:
-        lat, parts = run["latency"], run["server_parts"]
-        split = " ".join(
-            f"{parts[p]['p50_ms']:.1f}" if parts[p] else "-"
-            for p in ("queue", "decode", "features", "model")
-        )
-        print(
-            f"{run['concurrency']:>7} {run['ok']:>5} {run['errors']:>4} {run['wall_seconds']:>7.1f} "
-            f"{run['requests_per_second']:>7.2f} {lat.get('p50_ms', float('nan')):>7.1f} "
-            f"{lat.get('p95_ms', float('nan')):>7.1f}  {split}"
-        )
+    print_runs(runs)
     batches = health.get("batches", {})
     if batches.get("model_calls"):
         print(
@@ -309,13 +555,54 @@ def main(argv: list[str] | None = None) -> int:
         f"{TARGETS['concurrent_clients']} clients >= {TARGETS['concurrent_requests_per_second']:g} "
         f"req/s at p95 <= {TARGETS['concurrent_p95_ms']:g} ms: met = {targets.get('met')}"
     )
+    passed = all(run["ok"] for run in runs)
+    if "auth_comparison" in checks:
+        both = checks["auth_comparison"]
+        both["rows"] = print_auth_comparison(both["without_token"], both["with_token"])
+        # Repeat a level (--concurrency 4,4,4,4) for several alternating rounds: the median
+        # ratio is what a token costs, the spread what the shared machine adds.
+        ratios = sorted(
+            r["requests_per_second_ratio"] for r in both["rows"] if r["requests_per_second_ratio"]
+        )
+        if ratios:
+            both["rps_ratio_median"] = ratios[len(ratios) // 2]
+            print(
+                f"req/s with token / without, median of {len(ratios)} round(s): "
+                f"{both['rps_ratio_median']:.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})"
+            )
+        passed = passed and all(run["ok"] for run in both["without_token"] + both["with_token"])
+    if "unauthorized" in checks:
+        check = checks["unauthorized"]
+        calls = check["model_calls_before_after"]
+        print(
+            f"unauthorized: {check['requests']} uploads without the token -> {check['statuses']}, "
+            f"p50 {check['latency'].get('p50_ms', float('nan')):.1f} ms; model calls "
+            f"{calls[0]} -> {calls[1]}: {'PASS' if check['passed'] else 'FAIL'}"
+        )
+        passed = passed and check["passed"]
+    if "shedding" in checks:
+        check = checks["shedding"]
+        calm, crowd = check["runs"]
+        print(f"shedding, serve.max_pending = {check['max_pending']}:")
+        for run in (calm, crowd):
+            print(
+                f"  {run['concurrency']:>3} clients: {run['statuses']}, accepted p95 "
+                f"{run['latency'].get('p95_ms', float('nan')):.1f} ms"
+            )
+        ratio = check["p95_ratio"]
+        print(
+            f"  accepted p95 at {crowd['concurrency']} clients / at 4: "
+            f"{'-' if ratio is None else f'{ratio:.2f}'}; only 200 and 503: "
+            f"{'PASS' if check['passed'] else 'FAIL'}"
+        )
+        passed = passed and check["passed"]
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
         f"{os.cpu_count()} CPUs (client and server share them)"
     )
     write_json(args.out, result)
     print(f"wrote {args.out}")
-    return 0 if all(run["ok"] for run in runs) else 1
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -59,6 +59,15 @@ def run_cmd(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def start_slowed(cmd: list[str], *, delay: float, **popen) -> subprocess.Popen:
+    """Start ``cmd`` with every rank sleeping ``delay`` s after each clip (the stage's test
+    hook), stderr piped as text: a run slow enough to act on half-way."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["GENREFLOW_FAULT_INJECT"] = f"delay={delay}"
+    popen = {"stdout": subprocess.PIPE, **popen}
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, **popen)
+
+
 def config(**overrides):
     base = {"mel.n_mels": 64, "preprocess.previews_per_genre": 1}
     return load_config(None, overrides={**base, **overrides})

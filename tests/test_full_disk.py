@@ -9,7 +9,6 @@ from what was finished.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -23,6 +22,7 @@ from spectrogram_runs import (
     output_files,
     resume_cmd,
     slow,
+    start_slowed,
 )
 from tone_data import genreflow_subprocess, read_json, train_args
 
@@ -87,15 +87,7 @@ def test_spectrograms_on_a_full_disk_stop_cleanly_and_resume(ranks, small_disk, 
     )
     assert done.returncode == 0, done.stderr
     out = small_disk / "features"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["GENREFLOW_FAULT_INJECT"] = "delay=0.1"
-    proc = subprocess.Popen(
-        resume_cmd(manifest, out, ranks=ranks),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_slowed(resume_cmd(manifest, out, ranks=ranks), delay=0.1)
     deadline = time.monotonic() + TIMEOUT
     while not list((out / "journal").glob("part-*.json")):
         assert proc.poll() is None, proc.communicate()[1]

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from spectrogram_runs import TIMEOUT, make_long_dataset, resume_cmd
+from spectrogram_runs import TIMEOUT, make_long_dataset, resume_cmd, start_slowed
 from tone_data import genreflow_subprocess, read_json, train_args
 
 from genreflow.core.runlock import LOCK_FILE, output_lock
@@ -82,14 +82,8 @@ def test_a_lock_file_left_by_a_killed_run_blocks_nothing(tmp_path):
 def test_a_second_spectrogram_run_on_the_same_out_refuses_and_a_killed_one_resumes(tmp_path):
     manifest, _ = make_long_dataset(tmp_path / "data", per_genre=6)
     out = tmp_path / "features"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["GENREFLOW_FAULT_INJECT"] = "delay=0.2"
-    first = subprocess.Popen(
-        resume_cmd(manifest, out, ranks=None),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    first = start_slowed(
+        resume_cmd(manifest, out, ranks=None), delay=0.2, stdout=subprocess.DEVNULL
     )
     try:
         holder = wait_for_holder(out, first)

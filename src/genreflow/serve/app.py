@@ -1,4 +1,4 @@
-"""The FastAPI application: ``POST /predict``, ``GET /genres``, ``/health``, ``/docs``."""
+"""The FastAPI application: ``POST /predict``, ``GET /genres``, ``/health``, ``/metrics``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from typing import Any
 # FastAPI resolves the handlers' annotations (``request: Request``) from module globals.
 from fastapi import Request
 
+from genreflow.serve.auth import OPEN_PATHS, BearerAuth
+from genreflow.serve.metrics import RequestMetrics, ServeMetrics
 from genreflow.serve.upload import FORM_OVERHEAD_BYTES, ApiError, UploadReceiver, mib
-from genreflow.serve.worker import InferenceWorker
+from genreflow.serve.worker import InferenceWorker, PendingGate
 
 log = logging.getLogger("genreflow.serve")
 
@@ -38,6 +40,8 @@ class ServeLimits:
         Uploads decoded and cut into segments at once.
     max_batch_segments : int
         Most segments in one batched model call.
+    max_pending : int
+        Most ``POST /predict`` requests in flight; one more is answered 503 at once.
     """
 
     max_upload_bytes: int
@@ -45,6 +49,7 @@ class ServeLimits:
     top_k: int
     prepare_threads: int = 2
     max_batch_segments: int = 256
+    max_pending: int = 16
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ServeLimits:
@@ -55,6 +60,7 @@ class ServeLimits:
             top_k=int(serve["top_k"]),
             prepare_threads=int(serve["prepare_threads"]),
             max_batch_segments=int(serve["max_batch_segments"]),
+            max_pending=int(serve["max_pending"]),
         )
 
 
@@ -89,6 +95,7 @@ def create_app(
     limits: ServeLimits,
     temp_dir: str | os.PathLike,
     threads: Mapping[str, Any] | None = None,
+    token: str | None = None,
 ):
     """The FastAPI application around a loaded :class:`~genreflow.prediction.predictor.Predictor`.
 
@@ -100,6 +107,8 @@ def create_app(
         This server's own folder for uploads; removed when the application shuts down.
     threads : mapping, optional
         The TensorFlow thread settings in force, reported by ``/health``.
+    token : str, optional
+        Every path but ``/health`` then needs ``Authorization: Bearer <token>``.
 
     Returns
     -------
@@ -107,7 +116,7 @@ def create_app(
     """
     from fastapi import FastAPI, Query
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from python_multipart.multipart import parse_options_header
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect
@@ -116,11 +125,14 @@ def create_app(
 
     ErrorResponse, PredictResponse, GenresResponse, HealthResponse = _models()
     temp_dir = Path(temp_dir)
+    gate = PendingGate(max_pending=limits.max_pending)
+    metrics = ServeMetrics(pending=lambda: gate.pending)
     worker = InferenceWorker(
         predictor,
         max_audio_seconds=limits.max_audio_seconds,
         prepare_threads=limits.prepare_threads,
         max_batch_segments=limits.max_batch_segments,
+        on_batch=metrics.observe_batch,
     )
     stats = {"served": 0, "rejected": 0, "started": time.time(), "t0": time.monotonic()}
 
@@ -139,9 +151,11 @@ def create_app(
         lifespan=lifespan,
     )
 
-    def error_response(status: int, error: str, detail: str) -> JSONResponse:
+    def error_response(
+        status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
+    ) -> JSONResponse:
         stats["rejected"] += 1
-        return JSONResponse({"error": error, "detail": detail}, status_code=status)
+        return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -153,7 +167,7 @@ def create_app(
             exc.error,
             exc.detail,
         )
-        return error_response(exc.status, exc.error, exc.detail)
+        return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -185,11 +199,17 @@ def create_app(
         response_model_exclude_none=True,
         responses={
             400: {"model": ErrorResponse, "description": "empty upload, no `file` field"},
+            401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
             413: {"model": ErrorResponse, "description": "upload or audio too long"},
             415: {"model": ErrorResponse, "description": "not multipart, not an audio type"},
             422: {
                 "model": ErrorResponse,
                 "description": "the file cannot be decoded, or is silent or too short",
+            },
+            503: {
+                "model": ErrorResponse,
+                "description": "serve.max_pending uploads in flight already; retry after "
+                "the Retry-After header's seconds",
             },
         },
         openapi_extra={
@@ -223,6 +243,15 @@ def create_app(
             "instead of answering 422",
         ),
     ):
+        # Before anything else, the body included: a refused request costs next to nothing.
+        with gate.admit():
+            return await receive_and_predict(
+                request, segments=segments, top_k=top_k, allow_unusable=allow_unusable
+            )
+
+    async def receive_and_predict(
+        request: Request, *, segments: bool, top_k: int | None, allow_unusable: bool
+    ) -> dict[str, Any]:
         mime, options = parse_options_header(request.headers.get("content-type", ""))
         if mime != b"multipart/form-data":
             shown = mime.decode("latin-1") or "no Content-Type"
@@ -274,6 +303,7 @@ def create_app(
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stats["started"])),
             "requests": {"served": stats["served"], "rejected": stats["rejected"]},
             "in_flight": worker.in_flight,
+            "pending": gate.pending,
             "batches": {"model_calls": worker.batches, "clips": worker.batched_clips},
             "limits": {
                 "max_upload_bytes": limits.max_upload_bytes,
@@ -281,11 +311,25 @@ def create_app(
                 "top_k": limits.top_k,
                 "prepare_threads": limits.prepare_threads,
                 "max_batch_segments": limits.max_batch_segments,
+                "max_pending": limits.max_pending,
             },
             "threads": dict(threads or {}),
             "version": __version__,
         }
 
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
+    async def prometheus_metrics():
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    # Starlette puts the last middleware added outermost: metrics see the refusals of auth.
+    if token is not None:
+
+        def refused() -> None:
+            stats["rejected"] += 1
+
+        app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS, on_reject=refused)
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=[route.path for route in app.routes])
     return app
 
 
@@ -350,6 +394,7 @@ def _models():
         started: str
         requests: dict[str, int]
         in_flight: int
+        pending: int
         batches: dict[str, int]
         limits: dict[str, int | float]
         threads: dict[str, Any]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genreflow.serve.app import ServeLimits, create_app
+from genreflow.serve.auth import is_loopback_host
 
 log = logging.getLogger("genreflow.serve")
 
@@ -74,11 +75,16 @@ def run_server(
     threads: Mapping[str, Any] | None = None,
     log_level: str = "info",
     access_log: bool = True,
+    token: str | None = None,
+    ssl_certfile: str | os.PathLike | None = None,
+    ssl_keyfile: str | os.PathLike | None = None,
 ) -> None:
     """Load the model, bind ``host:port`` and serve until SIGINT/SIGTERM.
 
     Set the TensorFlow thread settings (:mod:`genreflow.core.threads`) before calling this: it
-    imports TensorFlow.
+    imports TensorFlow. ``token`` turns on bearer-token authentication
+    (:class:`~genreflow.serve.auth.BearerAuth`); ``ssl_certfile`` and ``ssl_keyfile`` (PEM)
+    serve HTTPS.
     """
     import numpy as np
     import uvicorn
@@ -96,18 +102,21 @@ def run_server(
             np.zeros((1, predictor.n_mels, predictor.extractor.segment_frames), np.float32)
         )
         temp_dir = make_temp_dir()
-        app = create_app(predictor=predictor, limits=limits, temp_dir=temp_dir, threads=threads)
+        app = create_app(
+            predictor=predictor, limits=limits, temp_dir=temp_dir, threads=threads, token=token
+        )
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        if not _is_loopback(bound_host):
+        if token is None and not is_loopback_host(bound_host):
             log.warning(
                 "listening on %s, reachable from other machines; the API has no authentication",
                 bound_host,
             )
+        base = f"{'https' if ssl_certfile else 'http'}://{shown}:{bound_port}"
         print(
             f"genreflow serve: model {model_dir} ({len(predictor.labels)} genres, loaded in "
-            f"{time.perf_counter() - t0:.1f} s) on http://{shown}:{bound_port} "
-            f"(docs: http://{shown}:{bound_port}/docs); uploads in {temp_dir}",
+            f"{time.perf_counter() - t0:.1f} s) on {base} (docs: {base}/docs); "
+            f"auth: {'bearer token' if token else 'none'}; uploads in {temp_dir}",
             flush=True,
         )
         config = uvicorn.Config(
@@ -116,21 +125,14 @@ def run_server(
             access_log=access_log,
             timeout_graceful_shutdown=10,
             lifespan="on",
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _process_alive(pid: int) -> bool:

@@ -21,13 +21,17 @@ GENERIC_CONTENT_TYPES = ("application/octet-stream", "application/ogg", "video/o
 
 
 class ApiError(Exception):
-    """A refused request: ``status``, a short ``error`` and a ``detail`` naming the problem."""
+    """A refused request: ``status``, a short ``error``, a ``detail`` naming the problem, and
+    any ``headers`` the response needs (``Retry-After``)."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(
+        self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {error}: {detail}")
         self.status = status
         self.error = error
         self.detail = detail
+        self.headers = dict(headers or {})
 
 
 @dataclass

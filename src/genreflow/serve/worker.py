@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,6 +41,8 @@ class InferenceWorker:
         Uploads decoded and converted at once.
     max_batch_segments : int
         Most segments in one model call (a clip is never split across calls).
+    on_batch : callable, optional
+        Called after each model call with ``clips=`` and ``segments=`` (metrics).
     """
 
     def __init__(
@@ -48,10 +52,12 @@ class InferenceWorker:
         max_audio_seconds: float,
         prepare_threads: int = 2,
         max_batch_segments: int = 256,
+        on_batch: Callable[..., None] | None = None,
     ) -> None:
         self.predictor = predictor
         self.max_audio_seconds = max_audio_seconds
         self.max_batch_segments = max_batch_segments
+        self.on_batch = on_batch
         self.in_flight = 0
         self.batches = 0  # model calls made
         self.batched_clips = 0  # clips they served
@@ -138,6 +144,8 @@ class InferenceWorker:
                 continue
             self.batches += 1
             self.batched_clips += len(batch)
+            if self.on_batch is not None:
+                self.on_batch(clips=len(batch), segments=segments)
             for (_, future), prediction in zip(batch, predictions, strict=True):
                 if not future.done():
                     future.set_result((prediction, started))
@@ -145,6 +153,41 @@ class InferenceWorker:
     def close(self) -> None:
         self._prepare.shutdown(wait=True, cancel_futures=True)
         self._model.shutdown(wait=True, cancel_futures=True)
+
+
+class PendingGate:
+    """Admit at most ``max_pending`` uploads at once; refuse the next one with 503 at once.
+
+    Used from the event loop only, so the count needs no lock. An upload counts from before
+    its body is read until its answer is ready: receiving, waiting, preparing, in the model.
+    """
+
+    def __init__(self, *, max_pending: int) -> None:
+        self.max_pending = max_pending
+        self.pending = 0
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one place while the ``with`` block runs.
+
+        Raises
+        ------
+        ApiError
+            503 ``overloaded`` with ``Retry-After: 1`` when every place is taken.
+        """
+        if self.pending >= self.max_pending:
+            raise ApiError(
+                503,
+                "overloaded",
+                f"{self.pending} uploads are in flight, the most this server takes "
+                f"(serve.max_pending = {self.max_pending}); retry in a moment",
+                headers={"Retry-After": "1"},
+            )
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
 
 
 def _audio_status(reason: str) -> tuple[int, str]:
