@@ -7,7 +7,9 @@ EXTRAS ?= cpu,serve,dev
 CORES ?= 2
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.genreflow-installed
+comma := ,
+# One stamp per set of extras: `make install EXTRAS=gpu,serve,dev` on an existing .venv installs.
+STAMP := $(VENV)/.genreflow-installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: all install demo test lint format clean-results
 

@@ -68,6 +68,12 @@ def print_summary(configfile: str) -> None:
     for line in summary_lines(json.loads(summaries[-1].read_text())):
         print(line)
     print(f"report: {summaries[-1].parent / 'report.html'}")
+    models = sorted(
+        results.glob("*/models/*/model/genreflow.json"), key=lambda p: p.stat().st_mtime
+    )
+    if models:
+        model = models[-1].parent
+        print(f"model: {model}  (next: genreflow predict {model} YOUR_AUDIO_FILE)")
 
 
 if __name__ == "__main__":

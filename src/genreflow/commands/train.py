@@ -11,9 +11,12 @@ from genreflow.commands._common import add_config_arguments, config_from_args
 
 HELP = "train the genre classifier on spectrogram features (model.keras + genreflow.json)"
 DESCRIPTION = (
-    "Train the CNN on the train split of a feature directory (from `genreflow spectrograms`), "
-    "with early stopping on the valid split, and export MODEL_DIR/model.keras, genreflow.json, "
-    "history.json and timings.json. A checkpoint is saved every epoch in MODEL_DIR/checkpoints/: "
+    "Train the CNN on the train split of a feature directory (from `genreflow spectrograms`) "
+    "for train.epochs epochs (early stopping on the valid split only with train.patience set) "
+    "and export MODEL_DIR/model.keras (the last epoch, or with train.export: best the epoch "
+    "of lowest validation loss), genreflow.json, history.json and timings.json. Shards are "
+    "checked against their SHA-256 first. A checkpoint is saved every epoch in "
+    "MODEL_DIR/checkpoints/: "
     "running the same command again after an interruption continues from the last one. "
     "With train.model.backbone set (musicnn-msd), the pretrained backbone embeds the train "
     "segments (or --embeddings gives them, from `genreflow embed`) and a logistic-regression "
