@@ -12,7 +12,8 @@ from genreflow.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.cli import main
 from genreflow.evaluation.baselines import verdict
 from genreflow.evaluation.summary_text import format_summary
-from genreflow.training.dataset import clip_table, open_features
+from genreflow.spectrograms.clips import clip_table
+from genreflow.spectrograms.shards import open_features
 
 
 def test_segment_statistics_are_librosa_mfcc_and_delta_statistics():

@@ -140,7 +140,8 @@ def _worker_index(pid: int) -> int | None:
 def test_two_local_workers_share_each_epoch_and_export_one_model(features, tmp_path):
     """`train --workers 2` starts two loopback workers; every example is seen once per epoch."""
     from genreflow.core.config import load_config
-    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
     from genreflow.training.pipeline import SegmentSampler
 
     out = tmp_path / "model"
@@ -333,7 +334,8 @@ def test_a_peer_lost_inside_an_epoch_end_exchange_leaves_nothing_to_die_at_exit(
 
 
 def test_epoch_plan_shards_are_disjoint_and_cover_the_plan(features):
-    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
     from genreflow.training.pipeline import SegmentSampler
 
     fs = open_features(features)

@@ -121,7 +121,8 @@ def setup(tone_features, tone_model):
 
 def test_evaluate_writes_metrics_consistent_with_the_model(setup, tmp_path, capsys):
     from genreflow.prediction.predictor import Predictor
-    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
 
     features, model = setup
     out = tmp_path / "eval"

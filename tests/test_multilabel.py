@@ -313,7 +313,8 @@ def _read(path: Path) -> dict:
 
 
 def test_features_are_multilabel_and_the_pipeline_yields_target_vectors(pipeline):
-    from genreflow.training.dataset import clip_table, is_multilabel, open_features
+    from genreflow.spectrograms.clips import clip_table, is_multilabel
+    from genreflow.spectrograms.shards import open_features
     from genreflow.training.pipeline import SegmentSampler, make_dataset
 
     fs = open_features(pipeline["features"])

@@ -17,7 +17,9 @@ def features(tone_features):
 
 
 def _sampler(features, **kwargs):
-    from genreflow.training.dataset import band_statistics, clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
+    from genreflow.training.dataset import band_statistics
     from genreflow.training.pipeline import SegmentSampler
 
     fs = open_features(features)
@@ -138,7 +140,8 @@ def test_a_last_epoch_export_trains_without_a_valid_split(tmp_path, capsys):
 
 
 def test_class_weights_make_every_genre_weigh_alike(features):
-    from genreflow.training.dataset import ClipTable, balanced_class_weights
+    from genreflow.spectrograms.clips import ClipTable
+    from genreflow.training.dataset import balanced_class_weights
     from genreflow.training.pipeline import make_dataset
 
     labels = np.array([0, 0, 0, 1, 2, 2])

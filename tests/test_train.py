@@ -42,7 +42,8 @@ def trained(tone_model) -> Path:
 
 
 def test_sampler_draws_each_clip_reproducibly(features):
-    from genreflow.training.dataset import clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
     from genreflow.training.pipeline import SegmentSampler
 
     fs = open_features(features)
@@ -68,7 +69,9 @@ def test_sampler_draws_each_clip_reproducibly(features):
 
 
 def test_band_statistics_match_in_memory_computation(features):
-    from genreflow.training.dataset import band_statistics, clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
+    from genreflow.training.dataset import band_statistics
 
     fs = open_features(features)
     clips = clip_table(fs, split="train", labels=fs.labels)
@@ -85,7 +88,9 @@ def test_band_statistics_match_in_memory_computation(features):
 
 
 def test_dataset_standardises_masks_and_repeats_epochs(features):
-    from genreflow.training.dataset import band_statistics, clip_table, open_features
+    from genreflow.spectrograms.clips import clip_table
+    from genreflow.spectrograms.shards import open_features
+    from genreflow.training.dataset import band_statistics
     from genreflow.training.pipeline import SegmentSampler, make_dataset
 
     fs = open_features(features)

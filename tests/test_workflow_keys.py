@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from genreflow.core.config import load_config
+from genreflow.core.config import RUN_LENGTH_KEYS, TRAIN_SPEED_KEYS, load_config
 from genreflow.workflow.keys import (
-    RUN_LENGTH_KEYS,
     TRAIN_CLI_KEYS,
-    TRAIN_SPEED_KEYS,
     dataset_key,
     feature_hash,
     is_demo,

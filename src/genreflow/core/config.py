@@ -24,6 +24,31 @@ from genreflow.core.errors import ConfigError
 #: Sections that define the features; a change to any of them invalidates the spectrograms.
 FEATURE_SECTIONS = ("audio", "mel")
 
+#: Keys of ``train`` that choose how and where training runs, not what it learns from: they do
+#: not enter ``thash``. (The worker count changes the global batch, so the production model;
+#: it stays out of the folder name, and the `train` rule reruns through its params instead.)
+TRAIN_SPEED_KEYS = (
+    "threads",
+    "production_threads",
+    "inter_op_threads",
+    "bench_epochs",
+    "workers",
+    "bench_workers",
+    "port_base",
+    "bind_cores",
+    "workers_per_node",
+)
+
+#: ``train`` keys that only bound or place a run; changing them keeps checkpoints resumable.
+RUN_LENGTH_KEYS = (
+    *TRAIN_SPEED_KEYS,  # the worker count enters training's resume key as the resolved count
+    "epochs",
+    "max_seconds",
+    "patience",
+    "export",  # which checkpoint becomes model.keras, chosen again at every export
+    "ensemble",  # the baseline is fitted at export, beside the trained CNN
+)
+
 
 @cache
 def schema() -> dict:

@@ -21,11 +21,10 @@ from typing import Any
 import keras
 
 from genreflow.core.atomic import atomic_path, write_json
-from genreflow.core.config import config_hash
+from genreflow.core.config import RUN_LENGTH_KEYS, config_hash
 from genreflow.spectrograms.shards import FeatureSet
 from genreflow.training.distributed import any_worker, gather_rows
 from genreflow.training.pipeline import SegmentSampler
-from genreflow.workflow.keys import RUN_LENGTH_KEYS
 
 __all__ = ["STATE_VERSION", "TrainingRecord", "load_state", "new_state", "resume_key"]
 

@@ -22,15 +22,9 @@ from genreflow.spectrograms.clips import ClipTable, clip_table, is_multilabel, i
 from genreflow.spectrograms.shards import FeatureSet, open_features
 
 __all__ = [
-    "ClipTable",
-    "FeatureSet",
     "TrainingData",
     "balanced_class_weights",
     "band_statistics",
-    "clip_table",
-    "is_multilabel",
-    "iter_segment_chunks",
-    "open_features",
     "read_training_data",
 ]
 

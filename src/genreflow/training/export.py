@@ -18,7 +18,9 @@ from genreflow import __version__
 from genreflow.core.atomic import atomic_path, write_json
 from genreflow.core.config import config_hash
 from genreflow.core.errors import DatasetError
-from genreflow.training.dataset import ClipTable, FeatureSet, TrainingData
+from genreflow.spectrograms.clips import ClipTable
+from genreflow.spectrograms.shards import FeatureSet
+from genreflow.training.dataset import TrainingData
 
 __all__ = [
     "export_model",

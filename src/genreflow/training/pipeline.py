@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genreflow.spectrograms.clips import ClipTable
 from genreflow.spectrograms.shards import FeatureSet
 from genreflow.training.augment import mix_batch, mixup_share, spec_augment_masks
-from genreflow.training.dataset import ClipTable, TrainingData, balanced_class_weights
+from genreflow.training.dataset import TrainingData, balanced_class_weights
 from genreflow.training.distributed import WorkerGroup, allreduce_seconds, build_for_distribution
 
 if TYPE_CHECKING:

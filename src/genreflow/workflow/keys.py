@@ -4,12 +4,15 @@ The workflow (``workflow/rules/common.smk``) and the package share these lists a
 that the folder names, the config snapshots and training's resume key agree on them:
 
 - ``fhash`` (:func:`feature_hash`) hashes ``audio`` and ``mel``: the spectrograms.
-- ``thash`` (:func:`train_hash`) hashes ``train`` minus :data:`TRAIN_SPEED_KEYS`, plus ``fhash``:
+- ``thash`` (:func:`train_hash`) hashes ``train`` minus ``TRAIN_SPEED_KEYS``, plus ``fhash``:
   the production model.
 - Each stage reads a snapshot of the config whose digest (:func:`snapshot_digests`) covers only
   the sections that stage reads, minus the keys the rules pass on the command line
   (:data:`TRAIN_CLI_KEYS`) or that only choose which jobs run (:data:`PREPROCESS_SWEEP_KEYS`).
-- A training checkpoint resumes across changes to :data:`RUN_LENGTH_KEYS` only.
+- A training checkpoint resumes across changes to ``RUN_LENGTH_KEYS`` only.
+
+The classes of keys that stages need too (``FEATURE_SECTIONS``, ``TRAIN_SPEED_KEYS``,
+``RUN_LENGTH_KEYS``) live in :mod:`genreflow.core.config`, beneath every stage.
 
 ``tests/test_workflow_keys.py`` states what each change reruns.
 """
@@ -23,22 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genreflow.core.config import FEATURE_SECTIONS, config_hash
-
-#: Keys of ``train`` that choose how and where training runs, not what it learns from: they do
-#: not enter ``thash``. (The worker count changes the global batch, so the production model;
-#: it stays out of the folder name, and the `train` rule reruns through its params instead.)
-TRAIN_SPEED_KEYS = (
-    "threads",
-    "production_threads",
-    "inter_op_threads",
-    "bench_epochs",
-    "workers",
-    "bench_workers",
-    "port_base",
-    "bind_cores",
-    "workers_per_node",
-)
+from genreflow.core.config import FEATURE_SECTIONS, TRAIN_SPEED_KEYS, config_hash
 
 #: Keys of ``train`` the rules pass on the command line (``--threads``, ``--epochs``,
 #: ``--workers``): a change to them does not touch the training snapshot.
@@ -53,16 +41,6 @@ TRAIN_CLI_KEYS = (
 
 #: Keys of ``preprocess`` that choose which jobs run (and where), not what one job writes.
 PREPROCESS_SWEEP_KEYS = ("ranks", "production_ranks", "weak_scaling", "ranks_per_node")
-
-#: ``train`` keys that only bound or place a run; changing them keeps checkpoints resumable.
-RUN_LENGTH_KEYS = (
-    *TRAIN_SPEED_KEYS,  # the worker count enters training's resume key as the resolved count
-    "epochs",
-    "max_seconds",
-    "patience",
-    "export",  # which checkpoint becomes model.keras, chosen again at every export
-    "ensemble",  # the baseline is fitted at export, beside the trained CNN
-)
 
 
 def is_demo(cfg: Mapping[str, Any]) -> bool:

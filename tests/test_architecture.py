@@ -1,0 +1,90 @@
+"""The import rules of docs/architecture.md, read off the source: each package of
+``genreflow`` imports only the packages beneath it (function-level imports included)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import genreflow
+
+PACKAGE = Path(genreflow.__file__).parent
+
+_SHARED = {"core", "metrics", "data"}
+#: What each package may import from genreflow (``genreflow.__version__`` is open to all).
+ALLOWED = {
+    "core": set(),
+    "metrics": {"core"},
+    "data": {"core"},
+    "workflow": {"core"},  # the Snakefile's helpers: never a stage, so Snakemake stays light
+    "demo": {"core", "data"},
+    "spectrograms": _SHARED,
+    "classical": _SHARED | {"spectrograms"},
+    "backbones": _SHARED | {"spectrograms"},
+    "prediction": _SHARED | {"spectrograms", "classical"},
+    "training": _SHARED | {"spectrograms", "classical", "backbones", "prediction"},
+    "evaluation": _SHARED | {"spectrograms", "classical", "prediction"},
+    "serve": _SHARED | {"prediction"},
+    "report": {"core"},  # reads files, not objects
+    "commands": set(),  # filled below: everything but the CLI itself
+    "cli": {"core", "commands"},
+    "__main__": {"cli"},
+}
+ALLOWED["commands"] = set(ALLOWED) - {"commands", "cli", "__main__"}
+
+
+def imports_by_package() -> dict[str, set[tuple[str, str]]]:
+    """``{package: {(imported package, file), ...}}`` for every ``genreflow.X`` import."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        package = rel.parts[0].removesuffix(".py")
+        if package == "__init__":
+            continue
+        targets = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.append(node.module)
+            elif isinstance(node, ast.Import):
+                targets += [alias.name for alias in node.names]
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] == "genreflow" and len(parts) > 1 and parts[1] != package:
+                found.setdefault(package, set()).add((parts[1], rel.as_posix()))
+    return found
+
+
+def test_every_package_has_a_rule():
+    packages = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()}
+    packages = {p for p in packages if not p.startswith("_") and p not in {"schemas"}}
+    assert packages | {"__main__"} == set(ALLOWED)
+
+
+def test_imports_run_only_downwards():
+    wrong = sorted(
+        f"{file} imports genreflow.{target} ({package} may import: "
+        f"{', '.join(sorted(ALLOWED[package])) or 'nothing of genreflow'})"
+        for package, edges in imports_by_package().items()
+        for target, file in edges
+        if target not in ALLOWED[package] | {"__init__"}
+    )
+    assert wrong == []
+
+
+def test_no_two_packages_import_each_other():
+    edges = {(p, t) for p, found in imports_by_package().items() for t, _ in found}
+    assert sorted((p, t) for p, t in edges if (t, p) in edges) == []
+
+
+def test_the_rules_themselves_have_no_cycle():
+    done: set[str] = set()
+
+    def visit(package: str, path: tuple[str, ...]) -> None:
+        assert package not in path, " -> ".join((*path, package))
+        if package not in done:
+            for below in ALLOWED[package]:
+                visit(below, (*path, package))
+            done.add(package)
+
+    for package in ALLOWED:
+        visit(package, ())
