@@ -18,6 +18,7 @@ from mp3_files import (
     write_mp3_with_glitch,
     write_mp3_without_info_frame,
 )
+from tone_data import music_like
 
 from genreflow.core.errors import AudioError
 from genreflow.data.audio import load_audio
@@ -200,3 +201,68 @@ def test_16_bit_pcm_read_by_numpy_gives_libsndfiles_floats_bit_for_bit(
     decoded = load_audio(path, sample_rate=22050).samples
     assert decoded.dtype == np.float32
     np.testing.assert_array_equal(decoded, expected)
+
+
+def test_load_audio_resamples_stereo_44k_to_mono_22k(tmp_path):
+    path = tmp_path / "stereo.wav"
+    t = np.arange(2 * 44100) / 44100
+    tone = np.sin(2 * np.pi * 440.0 * t)
+    sf.write(path, np.stack([0.5 * tone, 0.3 * tone], axis=1), 44100, subtype="FLOAT")
+    audio = load_audio(path, sample_rate=SR)
+    assert audio.samples.shape == (SR * 2,)
+    assert audio.samples.dtype == np.float32
+    assert (audio.source_rate, audio.source_channels, audio.sample_rate) == (44100, 2, SR)
+    assert audio.duration == pytest.approx(2.0)
+    assert audio.bytes_in == path.stat().st_size
+    assert set(audio.seconds) == {"decode", "resample"}
+    # The mono mix is the channel mean (0.4 x the tone), sampled at 22050 Hz.
+    expected = 0.4 * np.sin(2 * np.pi * 440.0 * np.arange(2 * SR) / SR)
+    assert np.abs(audio.samples - expected)[200:-200].max() < 1e-3
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("FLAC", ".flac"), ("OGG", ".ogg")])
+def test_load_audio_reads_flac_and_ogg(tmp_path, fmt, ext):
+    path = tmp_path / f"clip{ext}"
+    signal = music_like(1.5)[:, 0]
+    sf.write(path, signal, SR, format=fmt)
+    audio = load_audio(path, sample_rate=SR)
+    assert abs(len(audio.samples) - len(signal)) <= 1
+    n = min(len(signal), len(audio.samples))
+    tolerance = 1e-3 if fmt == "FLAC" else 0.2  # Vorbis is lossy
+    assert np.sqrt(np.mean((audio.samples[:n] - signal[:n]) ** 2)) < tolerance
+
+
+def test_load_audio_errors_name_path_and_reason(tmp_path):
+    good = music_like(2.0)[:, 0]
+    cases = {}
+    cases["song.m4a"] = b"\x00\x00\x00\x20ftypM4A "
+    cases["empty.wav"] = b""
+    cases["noise.wav"] = np.random.default_rng(3).bytes(5000)
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    sf.write(tmp_path / "full.wav", good, SR, subtype="PCM_16")
+    whole = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])
+    sf.write(tmp_path / "short.wav", good[: int(0.2 * SR)], SR)
+    sf.write(tmp_path / "silent.wav", np.zeros(SR * 2, dtype=np.float32), SR)
+
+    expected = {
+        "song.m4a": "unsupported format '.m4a'",
+        "empty.wav": "empty file",
+        "noise.wav": "cannot decode",
+        "cut.wav": "truncated",
+        "short.wav": "too short: 0.20 s",
+        "silent.wav": "silent",
+    }
+    for name, reason in expected.items():
+        path = tmp_path / name
+        with pytest.raises(AudioError) as info:
+            load_audio(path, sample_rate=SR, min_seconds=1.0, silence_dbfs=-60.0)
+        assert info.value.path == str(path)
+        assert reason in info.value.reason, (name, info.value.reason)
+        assert str(info.value).startswith(str(path))
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(AudioError, match="cannot read"):
+        load_audio(missing, sample_rate=SR)
+    # The same checks pass a normal clip.
+    assert load_audio(tmp_path / "full.wav", sample_rate=SR, min_seconds=1.0).duration == 2.0

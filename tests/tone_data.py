@@ -100,3 +100,17 @@ def genreflow_subprocess(*args: str) -> subprocess.Popen:
         text=True,
         env=env,
     )
+
+
+def music_like(seconds: float, *, sr: int = SR, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """Harmonic tones with vibrato and decaying notes over a little noise, shape (n, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.02 * rng.standard_normal(len(t))
+    for f0 in rng.uniform(110, 880, size=3):
+        phase = 2 * np.pi * f0 * t + 3 * np.sin(2 * np.pi * 5 * t)
+        notes = np.exp(-4 * np.mod(t, rng.uniform(0.2, 0.6)))
+        for h in range(1, 5):
+            y += 0.1 / h * notes * np.sin(h * phase)
+    out = np.stack([y * (1 - 0.3 * c) for c in range(channels)], axis=1)
+    return (out / np.abs(out).max() * 0.8).astype(np.float32)
