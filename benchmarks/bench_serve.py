@@ -402,20 +402,12 @@ def print_auth_comparison(plain: list[dict], tokened: list[dict]) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the server under test and of its clips (shared with bench_soak.py)."""
     parser.add_argument("--model", type=Path, default=None, help="model dir (default: untrained)")
-    parser.add_argument("--requests", type=int, default=60, help="requests per load level")
-    parser.add_argument(
-        "--concurrency", default="1,4", help="client threads, one load level each (e.g. 1,4,16)"
-    )
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="per load level")
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (s)")
     parser.add_argument("--clips", type=int, default=4, help="different clips, sent in turn")
     parser.add_argument("--threads", type=int, default=2, help="server's TensorFlow threads")
-    parser.add_argument("--warmup", type=int, default=4, help="untimed requests first")
     parser.add_argument(
         "--set",
         dest="settings",
@@ -423,6 +415,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="server config KEY=VALUE, e.g. serve.prepare_threads=1 (repeatable)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_server_arguments(parser)
+    parser.add_argument("--requests", type=int, default=60, help="requests per load level")
+    parser.add_argument(
+        "--concurrency", default="1,4", help="client threads, one load level each (e.g. 1,4,16)"
+    )
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="per load level")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed requests first")
     parser.add_argument(
         "--token", action="store_true", help="the server wants a bearer token; clients send it"
     )

@@ -44,7 +44,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_serve import percentiles_ms, serving, warm_up, write_clips
+from bench_serve import add_server_arguments, percentiles_ms, serving, warm_up, write_clips
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "soak.json"
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=int, default=10, help="length of the soak")
-    parser.add_argument("--model", type=Path, default=None, help="model dir (default: untrained)")
+    add_server_arguments(parser)
     parser.add_argument("--clients", default="4,8,16,32", help="client counts, cycled through")
     parser.add_argument(
         "--phase-seconds", type=float, default=15.0, help="seconds at each client count"
@@ -227,18 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         default=64,
         help="serve.max_pending (above the most clients: nothing shed)",
     )
-    parser.add_argument("--seconds", type=float, default=30.0, help="good clips' length (s)")
-    parser.add_argument("--clips", type=int, default=4, help="different good clips")
-    parser.add_argument("--threads", type=int, default=2, help="server's TensorFlow threads")
     parser.add_argument("--rss-every", type=float, default=5.0, help="RSS sampling period (s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        help="more server config KEY=VALUE (repeatable)",
-    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.clients.split(",") if x.strip()]
