@@ -87,17 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import os
     import sys
-    import time
 
     from genreflow.core.errors import AudioError, ConfigError
     from genreflow.core.threads import start_tensorflow
     from genreflow.prediction.model_info import read_model_info
 
     _check_arguments(args, ConfigError)
-    info = read_model_info(args.model)  # fail fast, before TensorFlow starts
+    read_model_info(args.model)  # fail fast, before TensorFlow starts
     name = "<stdin>" if args.input == "-" else args.input
     if args.input == "-":
         fd = sys.stdin.buffer.fileno()
@@ -106,88 +104,34 @@ def run(args: argparse.Namespace) -> int:
 
     start_tensorflow(intra_op=args.threads, inter_op=1)
 
-    import numpy as np
-
     from genreflow.prediction.pcm import ByteSource
-    from genreflow.prediction.predictor import Predictor
-    from genreflow.prediction.stream import StreamClassifier, classify_stream
-
-    predictor = Predictor(args.model)
-    StreamClassifier(  # validate window/hop/smoothing before reading any audio
-        predictor, window_seconds=args.window, hop_seconds=args.hop, smoothing=args.smoothing
-    )
-    # Trace the model graph now, so the first window does not pay for it.
-    predictor.predict_segments(
-        np.zeros((1, predictor.n_mels, predictor.extractor.segment_frames), np.float32)
-    )
-    window = args.window if args.window is not None else info["audio"]["segment_seconds"]
-    log = sys.stderr
-    print(
-        f"genreflow stream: ready: model {args.model} ({len(predictor.labels)} genres), "
-        f"window {window:g} s, hop {args.hop:g} s, input {name}"
-        + (" (following)" if args.follow else ""),
-        file=log,
-        flush=True,
-    )
-
-    def on_format(fmt):
-        resampled = (
-            f", resampled to {predictor.sample_rate} Hz"
-            if fmt.sample_rate != predictor.sample_rate
-            else ""
-        )
-        print(f"genreflow stream: input {fmt.describe()}{resampled}", file=log, flush=True)
+    from genreflow.prediction.stream import run_stream
 
     source = ByteSource(fd, name=name, follow=args.follow, idle_timeout=args.follow_timeout)
-    results = classify_stream(
-        source,
-        predictor,
-        format=args.format,
-        rate=args.rate if args.rate is not None else predictor.sample_rate,
-        channels=args.channels,
-        window_seconds=args.window,
-        hop_seconds=args.hop,
-        smoothing=args.smoothing,
-        final=not args.no_final,
-        on_format=on_format,
-    )
-    count, unusable, slow, started = 0, 0, 0, time.perf_counter()
     try:
-        for result in results:
-            line = (
-                json.dumps(result.to_dict(top_k=args.top_k))
-                if args.json
-                else result.to_line(top_k=args.top_k)
-            )
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-            count += 1
-            unusable += result.unusable is not None
-            if result.seconds > args.hop and not result.final:
-                slow += 1
-                if slow == 1:
-                    print(
-                        f"genreflow stream: warning: a window took {result.seconds:.2f} s, more "
-                        f"than the {args.hop:g} s hop; output falls behind real time "
-                        "(try a longer --hop or more --threads)",
-                        file=log,
-                        flush=True,
-                    )
+        run_stream(
+            source,
+            model_dir=args.model,
+            format=args.format,
+            rate=args.rate,
+            channels=args.channels,
+            window_seconds=args.window,
+            hop_seconds=args.hop,
+            smoothing=args.smoothing,
+            final=not args.no_final,
+            top_k=args.top_k,
+            json_lines=args.json,
+            follow=args.follow,
+            out=sys.stdout,
+            log=sys.stderr,
+        )
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining
         # about the closed stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     finally:
         if args.input != "-":
             os.close(fd)
-    without = f" ({unusable} without a genre: silent or too short)" if unusable else ""
-    print(
-        f"genreflow stream: {count} window(s){without} from {source.bytes_read} bytes "
-        f"in {time.perf_counter() - started:.1f} s",
-        file=log,
-        flush=True,
-    )
     return 0
 
 

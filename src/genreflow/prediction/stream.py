@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import IO
 
 import numpy as np
 
@@ -225,3 +226,100 @@ def classify_stream(
         yield from classifier.push(samples)
     if final:
         yield from classifier.finish()
+
+
+def run_stream(
+    source: ByteSource,
+    *,
+    model_dir,
+    format: str = "auto",
+    rate: int | None = None,
+    channels: int = 1,
+    window_seconds: float | None = None,
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    smoothing: float = DEFAULT_SMOOTHING,
+    final: bool = True,
+    top_k: int = 3,
+    json_lines: bool = False,
+    follow: bool = False,
+    out: IO[str],
+    log: IO[str],
+) -> None:
+    """``genreflow stream``: load the model, classify ``source``, write one line per window.
+
+    Status lines (ready, the input's format, a window slower than the hop once, the count at
+    the end) go to ``log``; results to ``out``, flushed line by line (JSON with
+    ``json_lines``). Set the TensorFlow threads first: this loads the model.
+
+    Raises
+    ------
+    BrokenPipeError
+        ``out``'s reader went away (``| head``); the caller ends quietly.
+    """
+    import json
+
+    from genreflow.prediction.predictor import Predictor
+
+    predictor = Predictor(model_dir)
+    # Check window, hop and smoothing before reading any audio.
+    classifier = StreamClassifier(
+        predictor, window_seconds=window_seconds, hop_seconds=hop_seconds, smoothing=smoothing
+    )
+    # Trace the model graph now, so the first window does not pay for it.
+    predictor.predict_segments(
+        np.zeros((1, predictor.n_mels, predictor.extractor.segment_frames), np.float32)
+    )
+    print(
+        f"genreflow stream: ready: model {model_dir} ({len(predictor.labels)} genres), "
+        f"window {classifier.window_seconds:g} s, hop {hop_seconds:g} s, input {source.name}"
+        + (" (following)" if follow else ""),
+        file=log,
+        flush=True,
+    )
+
+    def on_format(fmt) -> None:
+        resampled = (
+            f", resampled to {predictor.sample_rate} Hz"
+            if fmt.sample_rate != predictor.sample_rate
+            else ""
+        )
+        print(f"genreflow stream: input {fmt.describe()}{resampled}", file=log, flush=True)
+
+    results = classify_stream(
+        source,
+        predictor,
+        format=format,
+        rate=rate if rate is not None else predictor.sample_rate,
+        channels=channels,
+        window_seconds=window_seconds,
+        hop_seconds=hop_seconds,
+        smoothing=smoothing,
+        final=final,
+        on_format=on_format,
+    )
+    count, unusable, slow, started = 0, 0, 0, time.perf_counter()
+    for result in results:
+        line = (
+            json.dumps(result.to_dict(top_k=top_k)) if json_lines else result.to_line(top_k=top_k)
+        )
+        out.write(line + "\n")
+        out.flush()
+        count += 1
+        unusable += result.unusable is not None
+        if result.seconds > hop_seconds and not result.final:
+            slow += 1
+            if slow == 1:
+                print(
+                    f"genreflow stream: warning: a window took {result.seconds:.2f} s, more "
+                    f"than the {hop_seconds:g} s hop; output falls behind real time "
+                    "(try a longer --hop or more --threads)",
+                    file=log,
+                    flush=True,
+                )
+    without = f" ({unusable} without a genre: silent or too short)" if unusable else ""
+    print(
+        f"genreflow stream: {count} window(s){without} from {source.bytes_read} bytes "
+        f"in {time.perf_counter() - started:.1f} s",
+        file=log,
+        flush=True,
+    )
