@@ -186,14 +186,11 @@ class StreamClassifier:
 
 def classify_stream(
     source: ByteSource,
-    predictor,
+    classifier: StreamClassifier,
     *,
     format: str = "auto",
     rate: int | None = None,
     channels: int = 1,
-    window_seconds: float | None = None,
-    hop_seconds: float = DEFAULT_HOP_SECONDS,
-    smoothing: float = DEFAULT_SMOOTHING,
     final: bool = True,
     on_format=None,
 ) -> Iterator[WindowResult]:
@@ -202,11 +199,10 @@ def classify_stream(
     Parameters
     ----------
     source : ByteSource
-    predictor : genreflow.prediction.predictor.Predictor
+    classifier : StreamClassifier
+        The model, window, hop and smoothing.
     format, rate, channels
         See :func:`open_pcm`.
-    window_seconds, hop_seconds, smoothing
-        See :class:`StreamClassifier`.
     final : bool
         Yield the final partial window when the stream ends between hops.
     on_format : callable, optional
@@ -216,9 +212,6 @@ def classify_stream(
     ------
     WindowResult
     """
-    classifier = StreamClassifier(
-        predictor, window_seconds=window_seconds, hop_seconds=hop_seconds, smoothing=smoothing
-    )
     fmt = open_pcm(source, format=format, rate=rate, channels=channels)
     if on_format is not None:
         on_format(fmt)
@@ -261,7 +254,7 @@ def run_stream(
     from genreflow.prediction.predictor import Predictor
 
     predictor = Predictor(model_dir)
-    # Check window, hop and smoothing before reading any audio.
+    # Built before any audio is read: a bad window, hop or smoothing fails here.
     classifier = StreamClassifier(
         predictor, window_seconds=window_seconds, hop_seconds=hop_seconds, smoothing=smoothing
     )
@@ -287,13 +280,10 @@ def run_stream(
 
     results = classify_stream(
         source,
-        predictor,
+        classifier,
         format=format,
         rate=rate if rate is not None else predictor.sample_rate,
         channels=channels,
-        window_seconds=window_seconds,
-        hop_seconds=hop_seconds,
-        smoothing=smoothing,
         final=final,
         on_format=on_format,
     )
