@@ -417,6 +417,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def server_model(args: argparse.Namespace, *, folder: Path) -> Path:
+    """``--model``, or an untrained model of the default architecture written in ``folder``."""
+    if args.model is not None:
+        return args.model
+    from bench_predict import untrained_model_dir
+
+    return untrained_model_dir(folder / "model")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -467,12 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         tmp = Path(tmp)
-        if args.model is None:
-            from bench_predict import untrained_model_dir
-
-            model = untrained_model_dir(tmp / "model")
-        else:
-            model = args.model
+        model = server_model(args, folder=tmp)
         clips = write_clips(tmp, n=args.clips, seconds=args.seconds)
         uploads = [(p.name, p.read_bytes()) for p in clips]
         common = {"threads": args.threads, "folder": tmp, "settings": tuple(args.settings)}

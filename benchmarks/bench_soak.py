@@ -44,7 +44,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_serve import add_server_arguments, percentiles_ms, serving, warm_up, write_clips
+from bench_serve import (
+    add_server_arguments,
+    percentiles_ms,
+    server_model,
+    serving,
+    warm_up,
+    write_clips,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "soak.json"
 
@@ -243,12 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         tmp = Path(tmp)
-        if args.model is None:
-            from bench_predict import untrained_model_dir
-
-            model = untrained_model_dir(tmp / "model")
-        else:
-            model = args.model
+        model = server_model(args, folder=tmp)
         payloads = make_payloads(write_clips(tmp, n=args.clips, seconds=args.seconds))
         with serving(
             model, threads=args.threads, folder=tmp, settings=settings, token=True, name="soak"
