@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -517,20 +518,29 @@ def open_features(path: str | os.PathLike, *, verify: bool = False) -> FeatureSe
         raise StageError(
             f"{path / INDEX}: {len(index)} rows, but {MARKER} records {info['n_clips']} clips"
         )
-    absent = [name for name in info["shards"] if not (path / name).is_file()]
+    sizes = {name: _file_size(path / name) for name in info["shards"]}
+    absent = [name for name, size in sizes.items() if size is None]
     if absent:
         raise StageError(f"{path}: shard(s) listed in {MARKER} are missing: {', '.join(absent)}")
     features = FeatureSet(path, info, index)
     for name, recorded in info.get("shard_files", {}).items():
-        size = (path / name).stat().st_size
-        if size != recorded["bytes"]:
+        if sizes.get(name) != recorded["bytes"]:
             raise StageError(
-                f"{path / name}: {size} bytes, {MARKER} records {recorded['bytes']}: "
+                f"{path / name}: {sizes.get(name)} bytes, {MARKER} records {recorded['bytes']}: "
                 f"the shard changed after it was written; {_REBUILD}"
             )
     if verify:
         features.verify()
     return features
+
+
+def _file_size(path: Path) -> int | None:
+    """Size of the regular file at ``path``; ``None`` when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 #: How a damaged shard is mended: the stage's resume check converts its clips again.
