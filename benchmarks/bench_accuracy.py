@@ -159,7 +159,7 @@ def genre_mean_accuracy(confusion) -> float | None:
 
 def run_fold(clips, *, fold_dir: Path, configs: dict[str, dict], threads: dict) -> dict:
     """manifest -> spectrograms -> train -> evaluate for one fold and every model."""
-    from genreflow.data.manifest_csv import write_manifest
+    from genreflow.data.manifest import write_manifest
 
     if fold_dir.exists():
         shutil.rmtree(fold_dir)  # always fresh: no resumed checkpoints
@@ -274,7 +274,7 @@ def format_table(rows: list[dict], summary: dict, folds: list, methods: list[str
 def read_clips(source: str):
     """The clips of a dataset folder (``genreflow manifest`` discovery) or of a CSV."""
     if str(source).lower().endswith(".csv"):
-        from genreflow.data.manifest_csv import read_csv
+        from genreflow.data.manifest import read_csv
 
         return read_csv(path=source)
     from genreflow.data.manifest import discover

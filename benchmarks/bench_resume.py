@@ -7,7 +7,7 @@ Usage::
 
 On ``--clips`` synthetic WAV clips (tones and noise, ``--seconds`` long, made once and reused
 with ``--workdir``) and a manifest written by
-:func:`genreflow.data.manifest_csv.write_manifest`, three ``mpiexec -n RANKS genreflow
+:func:`genreflow.data.manifest.write_manifest`, three ``mpiexec -n RANKS genreflow
 spectrograms`` runs:
 
 (a) ``full``: an uninterrupted run (``--fresh``) into ``full/``;
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.kill_at < 1:
         parser.error("--kill-at must be between 0 and 1")
-    from genreflow.data.manifest_csv import write_manifest
+    from genreflow.data.manifest import write_manifest
 
     tmp = None
     if args.workdir is None:

@@ -76,7 +76,7 @@ def clean_env() -> dict[str, str]:
 
 def measure(work: Path, *, clips: list, ranks: int, threads: int) -> dict:
     """Spectrograms and one training epoch over ``clips``; seconds, peaks, bytes."""
-    from genreflow.data.manifest_csv import write_manifest
+    from genreflow.data.manifest import write_manifest
 
     n = len(clips)
     folder = work / f"n{n}"

@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if "numpy" in sys.modules:
         print("warning: numpy was loaded before the thread settings", file=sys.stderr)
     from genreflow.core.config import load_config
-    from genreflow.data.manifest_csv import write_manifest
+    from genreflow.data.manifest import write_manifest
 
     tmp = None
     if args.workdir is None:

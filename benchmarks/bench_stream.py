@@ -8,7 +8,7 @@ Usage::
 The process pins itself to one CPU core and one thread (TensorFlow, OpenMP, BLAS), loads the
 model once with :class:`genreflow.prediction.predictor.Predictor`, and plays a 30 s demo clip through the
 same chain ``genreflow stream`` runs: 16-bit PCM bytes at ``--input-rate`` arrive one hop at a
-time -> :class:`~genreflow.prediction.pcm.PcmDecoder` -> :class:`~genreflow.prediction.pcm.StreamResampler`
+time -> :class:`~genreflow.prediction.stream.PcmDecoder` -> :class:`~genreflow.prediction.stream.StreamResampler`
 (soxr's streaming resampler, when the rate differs from the model's) ->
 :class:`~genreflow.prediction.stream.StreamClassifier` (window = the model's segment length by default).
 For every hop it times the work from the arrival of the hop's bytes to its result. Hop
@@ -37,8 +37,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "stream.json"
 
 def play(predictor, pcm: bytes, *, input_rate: int, window: float | None, hop: float) -> list:
     """Feed ``pcm`` (s16le mono) one hop at a time; seconds of work for each hop's bytes."""
-    from genreflow.prediction.pcm import PcmDecoder, PcmFormat, StreamResampler
-    from genreflow.prediction.stream import StreamClassifier
+    from genreflow.prediction.stream import PcmDecoder, PcmFormat, StreamClassifier, StreamResampler
 
     decoder = PcmDecoder(PcmFormat(sample_rate=input_rate, channels=1, sample_bytes=2))
     resampler = StreamResampler(in_rate=input_rate, out_rate=predictor.sample_rate)

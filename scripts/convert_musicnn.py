@@ -7,7 +7,7 @@
 zip holding TensorFlow 1 checkpoints that ``tf.train.load_checkpoint`` reads. This script keeps
 the MSD_musicnn checkpoint's model variables (not Adam's slots) as float32 arrays, copies the
 wheel's ISC licence beside them, and writes the reference outputs the port is tested against
-(``tests/data/musicnn_msd_reference.npz``): a 3-s synthetic patch and the tags and penultimate
+(``tests/support/musicnn_msd_reference.npz``): a 3-s synthetic patch and the tags and penultimate
 layer computed from the checkpoint by a forward pass written here in plain TensorFlow ops, the
 graph of musicnn/models.py (``build_musicnn``) op for op, independent of the Keras port.
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "genreflow" / "backbones"
-REFERENCE = ROOT / "tests" / "data" / "musicnn_msd_reference.npz"
+REFERENCE = ROOT / "tests" / "support" / "musicnn_msd_reference.npz"
 WHEEL = "musicnn==0.1.0"
 WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
 

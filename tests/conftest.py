@@ -1,8 +1,8 @@
 """Session fixtures: the tiny data and models that many test modules share, built once.
 
-- ``tone_features``: tone "genre" clips -> ``genreflow spectrograms`` (``tone_data.py``).
+- ``tone_features``: tone "genre" clips -> ``genreflow spectrograms`` (``support/tone_data.py``).
 - ``tone_model``: a model trained on them for 2 epochs.
-- ``demo_model``: a model trained for 1 epoch on a tiny synthetic demo set (``demo_model.py``).
+- ``demo_model``: a model trained for 1 epoch on a tiny synthetic demo set (``support/demo_model.py``).
 
 Tests read them and never write into them: a test that needs to change one copies it first.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from demo_model import tiny_model
-from tone_data import make_features, train_tiny_model
+
+from tests.support.demo_model import tiny_model
+from tests.support.tone_data import make_features, train_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +35,12 @@ def demo_model(tmp_path_factory) -> Path:
 #: Modules whose tests are independent end-to-end runs with no shared fixture: spread one test
 #: at a time over the xdist workers. Every other module goes to one worker as a whole, so its
 #: module-scoped fixtures (trained models, feature sets) are built once.
-_SPREAD_MODULES = {"test_workflow"}
+_SPREAD_MODULES = {"tests.end_to_end.test_workflow"}
 
 
 def _spread(item) -> bool:
     """Whether ``item``'s module is one of :data:`_SPREAD_MODULES`."""
-    return item.module.__name__.rsplit(".", 1)[-1] in _SPREAD_MODULES
+    return item.module.__name__ in _SPREAD_MODULES
 
 
 def pytest_collection_modifyitems(config, items):
@@ -57,7 +58,7 @@ def pytest_collection_modifyitems(config, items):
         elif item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
         elif not _spread(item):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__.rsplit(".", 1)[-1]))
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     # The spread modules' slow tests first (the longest end-to-end runs), then modules with slow
     # tests; a module's tests stay contiguous (pytest rebuilds module fixtures otherwise).
     slow_modules = {item.module for item in items if item.get_closest_marker("slow")}

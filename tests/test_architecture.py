@@ -9,6 +9,10 @@ from pathlib import Path
 import genreflow
 
 PACKAGE = Path(genreflow.__file__).parent
+TESTS = Path(__file__).parent
+
+#: Test folders that are not a package's: whole runs across stages, and the test helpers.
+CROSS_CUTTING = {"end_to_end", "support"}
 
 _SHARED = {"core", "metrics", "data"}
 #: What each package may import from genreflow (``genreflow.__version__`` is open to all).
@@ -16,7 +20,7 @@ ALLOWED = {
     "core": set(),
     "metrics": {"core"},
     "data": {"core"},
-    "workflow": {"core"},  # the Snakefile's helpers: never a stage, so Snakemake stays light
+    "snakefile": {"core"},  # the Snakefile's helpers: never a stage, so Snakemake stays light
     "demo": {"core", "data"},
     "spectrograms": _SHARED,
     "classical": _SHARED | {"spectrograms"},
@@ -88,3 +92,16 @@ def test_the_rules_themselves_have_no_cycle():
 
     for package in ALLOWED:
         visit(package, ())
+
+
+def test_a_modules_tests_are_found_by_its_name():
+    """``tests/<package>/test_<module>.py`` tests ``genreflow/<package>/<module>.py``."""
+    wrong = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        rel = path.relative_to(TESTS)
+        if rel.parts[0] in CROSS_CUTTING or rel.name == Path(__file__).name:
+            continue
+        module = PACKAGE.joinpath(*rel.parts[:-1], rel.name.removeprefix("test_"))
+        if not module.is_file():
+            wrong.append(f"tests/{rel.as_posix()}: no {module.relative_to(PACKAGE.parent)}")
+    assert wrong == []

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from tone_data import GENRES
 
 from genreflow.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.cli import main
@@ -14,6 +13,7 @@ from genreflow.evaluation.baselines import verdict
 from genreflow.evaluation.summary_text import format_summary
 from genreflow.spectrograms.clips import clip_table
 from genreflow.spectrograms.shards import open_features
+from tests.support.tone_data import GENRES
 
 
 def test_segment_statistics_are_librosa_mfcc_and_delta_statistics():

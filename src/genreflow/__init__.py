@@ -16,7 +16,7 @@ helpers they share (``docs/architecture.md`` walks one clip through every module
 6. :mod:`genreflow.report`: timings and metrics -> speed-up tables and plots.
 
 Shared: :mod:`genreflow.core` (config, errors, atomic output, progress, threads),
-:mod:`genreflow.metrics`, :mod:`genreflow.workflow` (what the Snakemake workflow imports).
+:mod:`genreflow.metrics`, :mod:`genreflow.snakefile` (what the Snakemake workflow imports).
 Beside them: :mod:`genreflow.demo` (synthetic demo music) and :mod:`genreflow.commands`
 (one module per ``genreflow`` sub-command).
 """

@@ -11,23 +11,23 @@ Outputs are keyed so that a change reruns only what depends on it:
     {results}/{dataset}/features/{fhash}/weak{c}/ranks{n}/ weak scaling: n x c clips
     {results}/{dataset}/embeddings/{fhash}-{backbone}/threads{n}/  with a backbone: embedding
     {results}/{dataset}/embeddings/{fhash}-{backbone}/production   ...jobs, and the fastest
-    {results}/{dataset}/models/{fhash}-{thash}/bench/threads{n}/   thread-sweep training runs
-    {results}/{dataset}/models/{fhash}-{thash}/bench/workers{n}/   workers-sweep training runs
-    {results}/{dataset}/models/{fhash}-{thash}/bench/production.json  the thread sweep's choice
+    {results}/{dataset}/models/{fhash}-{thash}/sweep/threads{n}/   thread-sweep training runs
+    {results}/{dataset}/models/{fhash}-{thash}/sweep/workers{n}/   workers-sweep training runs
+    {results}/{dataset}/models/{fhash}-{thash}/sweep/production.json  the thread sweep's choice
     {results}/{dataset}/models/{fhash}-{thash}/model/      the production model
     {results}/{dataset}/models/{fhash}-{thash}/eval/       metrics.json, confusion.png
     {results}/{dataset}/report/                            speed-up report (report.html, ...)
-    {results}/{dataset}/logs/..., benchmarks/...
+    {results}/{dataset}/logs/..., usage/...                 job logs; Snakemake benchmark: files (time, RSS, I/O per job)
 
 ``fhash`` hashes the ``audio`` and ``mel`` sections, ``thash`` the parts of ``train`` that change
 the model (not the thread counts) plus ``fhash``: the key lists and hashes live in
-``genreflow.workflow.keys``, shared with the package and unit-tested there.
+``genreflow.snakefile.keys``, shared with the package and unit-tested there.
 
 Each stage reads its own snapshot of the validated config (``--config``): the whole config as
 it was when the sections that stage depends on last changed. The snapshot rule's ``params``
 digest covers only those sections, so Snakemake's params trigger rewrites a snapshot (and so
 reruns the stage and what follows) exactly when they change: a new ``train.threads`` adds
-training benchmarks but leaves manifest, spectrograms and the production model alone.
+training sweep runs but leaves manifest, spectrograms and the production model alone.
 (Snapshots are ordinary inputs: ``ancient()`` inputs would hide downstream jobs from
 Snakemake 9's rerun detection when the snapshot itself reruns.)
 """
@@ -40,7 +40,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from genreflow.core.config import validate_config
-from genreflow.workflow.keys import (
+from genreflow.snakefile.keys import (
     dataset_key,
     feature_hash,
     is_demo,
@@ -67,7 +67,7 @@ def use_snakemakes_environment() -> None:
     not); with ``--use-conda`` each rule's environment provides it instead."""
     if _uses_conda():
         return
-    from genreflow.workflow.env import use_environment_of
+    from genreflow.snakefile.env import use_environment_of
 
     use_environment_of(sys.executable)
 
@@ -99,11 +99,11 @@ def on_slurm() -> bool:
 def mpi_launcher(kind: str):
     """The ``mpi`` resource of the multi-process rules; ``kind`` is "ranks" or "workers".
 
-    Under SLURM ``srun`` (genreflow.workflow.launch.LAUNCHERS); locally the environment's
+    Under SLURM ``srun`` (genreflow.snakefile.launch.LAUNCHERS); locally the environment's
     ``mpiexec`` for ranks, nothing for workers (``genreflow train --workers N`` starts them).
     ``--set-resources RULE:mpi=...`` replaces it.
     """
-    from genreflow.workflow.launch import LAUNCHERS
+    from genreflow.snakefile.launch import LAUNCHERS
 
     def resource(wildcards) -> str:
         if on_slurm():
@@ -115,8 +115,8 @@ def mpi_launcher(kind: str):
 
 def launch_command(wildcards, resources) -> str:
     """The launcher with the job's tasks, CPUs per task and nodes spelled out (see
-    genreflow.workflow.launch: the job step's ``srun`` inherits none of them)."""
-    from genreflow.workflow.launch import launch_prefix
+    genreflow.snakefile.launch: the job step's ``srun`` inherits none of them)."""
+    from genreflow.snakefile.launch import launch_prefix
 
     return launch_prefix(resources)
 
@@ -126,7 +126,7 @@ def layout(tasks, per_node: int | None) -> dict:
 
     ``tasks``: a count, or a function of the wildcards that gives one.
     """
-    from genreflow.workflow.launch import nodes_for
+    from genreflow.snakefile.launch import nodes_for
 
     if not per_node:
         return {}
@@ -145,7 +145,7 @@ MANIFEST_JSON = f"{RUN_DIR}/manifest.json"
 FEATURES_DIR = f"{RUN_DIR}/features/{FHASH}"
 MODELS_DIR = f"{RUN_DIR}/models/{FHASH}-{THASH}"
 LOG_DIR = f"{RUN_DIR}/logs"
-BENCH_DIR = f"{RUN_DIR}/benchmarks"
+USAGE_DIR = f"{RUN_DIR}/usage"
 SNAPSHOT_DIR = f"{RUN_DIR}/config"
 REPORT_DIR = f"{RUN_DIR}/report"
 
@@ -187,13 +187,13 @@ WORKERS_PER_NODE = config["train"]["workers_per_node"]
 #: sweep, the head trains in one process, and the CNN's training sweeps do not run.
 BACKBONE = config["train"]["model"]["backbone"]
 USES_BACKBONE = BACKBONE != "none"
-BENCH_WORKERS = [] if USES_BACKBONE else sorted(config["train"]["bench_workers"])
+SWEEP_WORKERS = [] if USES_BACKBONE else sorted(config["train"]["sweep_workers"])
 # The workers sweep's 1-worker point is the thread sweep's run with the workers' threads.
-BENCH_THREADS = (
+SWEEP_THREADS = (
     []
     if USES_BACKBONE
     else sorted(
-        set(config["train"]["threads"]) | ({WORKER_THREADS} if BENCH_WORKERS else set())
+        set(config["train"]["threads"]) | ({WORKER_THREADS} if SWEEP_WORKERS else set())
     )
 )
 
@@ -247,7 +247,7 @@ CURRENT_FOLDERS = [
 #: The thread sweep's choice for the production jobs (train.production_threads: auto): of
 #: the training sweep, or with a backbone of the embedding sweep.
 THREADS_CHOICE = (
-    EMBED_CHOICE if USES_BACKBONE else f"{MODELS_DIR}/bench/production.json"
+    EMBED_CHOICE if USES_BACKBONE else f"{MODELS_DIR}/sweep/production.json"
 )
 
 
@@ -334,14 +334,14 @@ def stage_targets() -> list[str]:
     targets += [PRODUCTION_FEATURES]
     if WEAK_CLIPS_PER_RANK:
         targets += [weak_marker(n) for n in TIMING_RANKS]
-    targets += [f"{MODELS_DIR}/bench/threads{n}/timings.json" for n in BENCH_THREADS]
+    targets += [f"{MODELS_DIR}/sweep/threads{n}/timings.json" for n in SWEEP_THREADS]
     if USES_BACKBONE:
         targets += [
             f"{EMBED_DIR}/threads{n}/timings.json" for n in config["train"]["threads"]
         ]
     if AUTO_THREADS:
         targets += [THREADS_CHOICE]
-    targets += [f"{MODELS_DIR}/bench/workers{n}/timings.json" for n in BENCH_WORKERS]
+    targets += [f"{MODELS_DIR}/sweep/workers{n}/timings.json" for n in SWEEP_WORKERS]
     targets += [
         f"{MODELS_DIR}/model/model.keras",
         f"{MODELS_DIR}/eval/metrics.json",
@@ -361,7 +361,7 @@ def check_slurm_requests() -> None:
     plugin = workflow.executor_plugin
     if plugin is None or getattr(plugin, "name", "") != "slurm":
         return
-    from genreflow.workflow.slurm_check import (
+    from genreflow.snakefile.slurm_check import (
         check_requests,
         job_request,
         prune_slurm_logs,

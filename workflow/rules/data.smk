@@ -8,7 +8,7 @@ rule config_snapshot:
     log:
         log=f"{LOG_DIR}/config_snapshot/{{name}}.log",
     benchmark:
-        f"{BENCH_DIR}/config_snapshot/{{name}}.tsv"
+        f"{USAGE_DIR}/config_snapshot/{{name}}.tsv"
     wildcard_constraints:
         name="|".join(re.escape(name) for name in SNAPSHOT_DIGESTS),
     localrule: True
@@ -27,7 +27,7 @@ if is_demo(config):
         log:
             f"{LOG_DIR}/demo_data.log",
         benchmark:
-            f"{BENCH_DIR}/demo_data.tsv"
+            f"{USAGE_DIR}/demo_data.tsv"
         conda:
             "../envs/genreflow.yaml"
         params:
@@ -50,7 +50,7 @@ rule manifest:
     log:
         f"{LOG_DIR}/manifest.log",
     benchmark:
-        f"{BENCH_DIR}/manifest.tsv"
+        f"{USAGE_DIR}/manifest.tsv"
     conda:
         "../envs/genreflow.yaml"
     params:

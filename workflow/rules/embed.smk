@@ -14,7 +14,7 @@ rule embed:
     log:
         f"{LOG_DIR}/embed/threads{{threads}}.log",
     benchmark:
-        f"{BENCH_DIR}/embed/threads{{threads}}.tsv"
+        f"{USAGE_DIR}/embed/threads{{threads}}.tsv"
     wildcard_constraints:
         threads=r"[1-9][0-9]*",
     conda:

@@ -8,13 +8,13 @@ rule evaluate:
         metrics=f"{MODELS_DIR}/eval/metrics.json",
         confusion=report(
             f"{MODELS_DIR}/eval/confusion.png",
-            caption="../report/confusion.rst",
+            caption="../captions/confusion.rst",
             category="Evaluation",
         ),
     log:
         f"{LOG_DIR}/evaluate.log",
     benchmark:
-        f"{BENCH_DIR}/evaluate.tsv"
+        f"{USAGE_DIR}/evaluate.tsv"
     conda:
         "../envs/genreflow.yaml"
     threads: PRODUCTION_CORES

@@ -5,12 +5,12 @@ rule report:
     output:
         html=report(
             f"{REPORT_DIR}/report.html",
-            caption="../report/speedup_report.rst",
+            caption="../captions/speedup_report.rst",
             category="Speed-up report",
         ),
         table=report(
             f"{REPORT_DIR}/summary_table.csv",
-            caption="../report/summary_table.rst",
+            caption="../captions/summary_table.rst",
             category="Speed-up report",
         ),
         markdown=f"{REPORT_DIR}/report.md",
@@ -18,7 +18,7 @@ rule report:
     log:
         f"{LOG_DIR}/report.log",
     benchmark:
-        f"{BENCH_DIR}/report.tsv"
+        f"{USAGE_DIR}/report.tsv"
     conda:
         "../envs/genreflow.yaml"
     # The report searches the dataset folder, skipping its own folder and the runs of earlier

@@ -12,7 +12,7 @@ rule spectrograms:
     log:
         f"{LOG_DIR}/spectrograms/ranks{{ranks}}.log",
     benchmark:
-        f"{BENCH_DIR}/spectrograms/ranks{{ranks}}.tsv"
+        f"{USAGE_DIR}/spectrograms/ranks{{ranks}}.tsv"
     wildcard_constraints:
         # 1 rank is `spectrograms_single`: the SLURM executor rejects MPI jobs with one task.
         ranks=r"[2-9]|[1-9][0-9]+",
@@ -48,7 +48,7 @@ rule spectrograms_single:
     log:
         f"{LOG_DIR}/spectrograms/ranks1.log",
     benchmark:
-        f"{BENCH_DIR}/spectrograms/ranks1.tsv"
+        f"{USAGE_DIR}/spectrograms/ranks1.tsv"
     conda:
         "../envs/genreflow.yaml"
     threads: timing_threads(THREADS_PER_RANK)
@@ -98,7 +98,7 @@ rule spectrograms_weak:
     log:
         f"{LOG_DIR}/spectrograms/weak{{clips}}-ranks{{ranks}}.log",
     benchmark:
-        f"{BENCH_DIR}/spectrograms/weak{{clips}}-ranks{{ranks}}.tsv"
+        f"{USAGE_DIR}/spectrograms/weak{{clips}}-ranks{{ranks}}.tsv"
     wildcard_constraints:
         ranks=r"[2-9]|[1-9][0-9]+",
         clips=r"[1-9][0-9]*",
@@ -131,7 +131,7 @@ rule spectrograms_weak_single:
     log:
         f"{LOG_DIR}/spectrograms/weak{{clips}}-ranks1.log",
     benchmark:
-        f"{BENCH_DIR}/spectrograms/weak{{clips}}-ranks1.tsv"
+        f"{USAGE_DIR}/spectrograms/weak{{clips}}-ranks1.tsv"
     wildcard_constraints:
         clips=r"[1-9][0-9]*",
     conda:

@@ -1,17 +1,17 @@
-rule train_bench:
+rule train_sweep:
     """A short training run with N intra-op threads: one per count in train.threads."""
     input:
         features=PRODUCTION_FEATURES,
         config=TRAIN_CONFIG,
     output:
-        model=f"{MODELS_DIR}/bench/threads{{threads}}/model.keras",
-        meta=f"{MODELS_DIR}/bench/threads{{threads}}/genreflow.json",
-        history=f"{MODELS_DIR}/bench/threads{{threads}}/history.json",
-        timings=f"{MODELS_DIR}/bench/threads{{threads}}/timings.json",
+        model=f"{MODELS_DIR}/sweep/threads{{threads}}/model.keras",
+        meta=f"{MODELS_DIR}/sweep/threads{{threads}}/genreflow.json",
+        history=f"{MODELS_DIR}/sweep/threads{{threads}}/history.json",
+        timings=f"{MODELS_DIR}/sweep/threads{{threads}}/timings.json",
     log:
-        f"{LOG_DIR}/train_bench/threads{{threads}}.log",
+        f"{LOG_DIR}/train_sweep/threads{{threads}}.log",
     benchmark:
-        f"{BENCH_DIR}/train_bench/threads{{threads}}.tsv"
+        f"{USAGE_DIR}/train_sweep/threads{{threads}}.tsv"
     wildcard_constraints:
         threads=r"[1-9][0-9]*",
     conda:
@@ -24,7 +24,7 @@ rule train_bench:
     params:
         features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),
-        epochs=config["train"]["bench_epochs"],
+        epochs=config["train"]["sweep_epochs"],
     # The sweep times exactly N threads even where Snakemake grants fewer cores.
     shell:
         "genreflow train --features {params.features:q} --out {params.out:q}"
@@ -32,20 +32,20 @@ rule train_bench:
         " --sweep-point > {log:q} 2>&1"
 
 
-rule train_bench_workers:
-    """A short training run with N >= 2 data-parallel workers: one per count in train.bench_workers."""
+rule train_sweep_workers:
+    """A short training run with N >= 2 data-parallel workers: one per count in train.sweep_workers."""
     input:
         features=PRODUCTION_FEATURES,
         config=TRAIN_CONFIG,
     output:
-        model=f"{MODELS_DIR}/bench/workers{{workers}}/model.keras",
-        meta=f"{MODELS_DIR}/bench/workers{{workers}}/genreflow.json",
-        history=f"{MODELS_DIR}/bench/workers{{workers}}/history.json",
-        timings=f"{MODELS_DIR}/bench/workers{{workers}}/timings.json",
+        model=f"{MODELS_DIR}/sweep/workers{{workers}}/model.keras",
+        meta=f"{MODELS_DIR}/sweep/workers{{workers}}/genreflow.json",
+        history=f"{MODELS_DIR}/sweep/workers{{workers}}/history.json",
+        timings=f"{MODELS_DIR}/sweep/workers{{workers}}/timings.json",
     log:
-        f"{LOG_DIR}/train_bench/workers{{workers}}.log",
+        f"{LOG_DIR}/train_sweep/workers{{workers}}.log",
     benchmark:
-        f"{BENCH_DIR}/train_bench/workers{{workers}}.tsv"
+        f"{USAGE_DIR}/train_sweep/workers{{workers}}.tsv"
     wildcard_constraints:
         workers=r"[2-9]|[1-9][0-9]+",
     conda:
@@ -62,7 +62,7 @@ rule train_bench_workers:
     params:
         features=features_dir,
         out=lambda wildcards, output: os.path.dirname(output.timings),
-        epochs=config["train"]["bench_epochs"],
+        epochs=config["train"]["sweep_epochs"],
         threads=WORKER_THREADS,
         launch=launch_command,
     shell:
@@ -89,7 +89,7 @@ if TRAIN_WORKERS == 1 or USES_BACKBONE:
         log:
             f"{LOG_DIR}/train.log",
         benchmark:
-            f"{BENCH_DIR}/train.tsv"
+            f"{USAGE_DIR}/train.tsv"
         conda:
             "../envs/genreflow.yaml"
         threads: PRODUCTION_CORES
@@ -122,7 +122,7 @@ else:
         log:
             f"{LOG_DIR}/train.log",
         benchmark:
-            f"{BENCH_DIR}/train.tsv"
+            f"{USAGE_DIR}/train.tsv"
         conda:
             "../envs/genreflow.yaml"
         threads: min(TRAIN_WORKERS * PRODUCTION_CORES, TIMING_CORES)
@@ -151,13 +151,13 @@ if AUTO_THREADS and not USES_BACKBONE:
         """The fastest run of the thread sweep trains the production model (production_threads: auto)."""
         input:
             timings=[
-                f"{MODELS_DIR}/bench/threads{n}/timings.json"
+                f"{MODELS_DIR}/sweep/threads{n}/timings.json"
                 for n in config["train"]["threads"]
             ],
         output:
             choice=THREADS_CHOICE,
         log:
-            f"{LOG_DIR}/train_bench/production.log",
+            f"{LOG_DIR}/train_sweep/production.log",
         localrule: True
         conda:
             "../envs/genreflow.yaml"

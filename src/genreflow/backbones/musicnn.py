@@ -4,7 +4,7 @@
 ``tf.compat.v1.layers``, which Keras 3 no longer has, and pins numpy < 1.17. The architecture is
 written out here layer for layer; ``musicnn_msd.npz`` holds its MSD_musicnn checkpoint's
 weights, converted by ``scripts/convert_musicnn.py`` (which rebuilds the file from the wheel and
-saves the reference outputs ``tests/test_backbone.py`` checks this port against).
+saves the reference outputs ``tests/backbones/test_musicnn.py`` checks this port against).
 
 Input: ``log10(1 + 10000 * S)`` of a 96-band Slaney mel power spectrogram of 16 kHz audio
 (512-point FFT, hop 256), laid out as genreflow's segments are: shape ``(batch, 96, frames, 1)``.

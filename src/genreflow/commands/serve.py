@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from genreflow.core.errors import ConfigError
     from genreflow.core.threads import start_tensorflow
-    from genreflow.prediction.model_info import read_model_info
+    from genreflow.prediction.predictor import read_model_info
     from genreflow.serve.auth import access_token, check_tls
 
     cfg = config_from_args(args)

@@ -90,48 +90,38 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from genreflow.core.errors import AudioError, ConfigError
+    from genreflow.core.errors import ConfigError
     from genreflow.core.threads import start_tensorflow
-    from genreflow.prediction.model_info import read_model_info
+    from genreflow.prediction.predictor import read_model_info
+    from genreflow.prediction.stream import ByteSource, run_stream
 
     _check_arguments(args, ConfigError)
     read_model_info(args.model)  # fail fast, before TensorFlow starts
-    name = "<stdin>" if args.input == "-" else args.input
-    if args.input == "-":
-        fd = sys.stdin.buffer.fileno()
-    else:
-        fd = _open_input(args.input, follow=args.follow, wait=args.follow_timeout, error=AudioError)
-
-    start_tensorflow(intra_op=args.threads, inter_op=1)
-
-    from genreflow.prediction.pcm import ByteSource
-    from genreflow.prediction.stream import run_stream
-
-    source = ByteSource(fd, name=name, follow=args.follow, idle_timeout=args.follow_timeout)
-    try:
-        run_stream(
-            source,
-            model_dir=args.model,
-            format=args.format,
-            rate=args.rate,
-            channels=args.channels,
-            window_seconds=args.window,
-            hop_seconds=args.hop,
-            smoothing=args.smoothing,
-            final=not args.no_final,
-            top_k=args.top_k,
-            json_lines=args.json,
-            follow=args.follow,
-            out=sys.stdout,
-            log=sys.stderr,
-        )
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining
-        # about the closed stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    finally:
-        if args.input != "-":
-            os.close(fd)
+    with ByteSource.open(
+        args.input, follow=args.follow, idle_timeout=args.follow_timeout
+    ) as source:
+        start_tensorflow(intra_op=args.threads, inter_op=1)
+        try:
+            run_stream(
+                source,
+                model_dir=args.model,
+                format=args.format,
+                rate=args.rate,
+                channels=args.channels,
+                window_seconds=args.window,
+                hop_seconds=args.hop,
+                smoothing=args.smoothing,
+                final=not args.no_final,
+                top_k=args.top_k,
+                json_lines=args.json,
+                follow=args.follow,
+                out=sys.stdout,
+                log=sys.stderr,
+            )
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, and keep Python from complaining
+            # about the closed stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -151,20 +141,3 @@ def _check_arguments(args: argparse.Namespace, error) -> None:
     for flag, value, ok, allowed in checks:
         if not ok:
             raise error(f"{flag} must be {allowed}, got {value}")
-
-
-def _open_input(path: str, *, follow: bool, wait: float, error) -> int:
-    """A file descriptor for ``path``; with ``follow``, wait up to ``wait`` s for it to appear."""
-    import os
-    import time
-
-    deadline = time.monotonic() + (wait if follow else 0)
-    while True:
-        try:
-            return os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            if time.monotonic() >= deadline:
-                raise error(path, "cannot read: no such file") from None
-            time.sleep(0.05)
-        except OSError as exc:
-            raise error(path, f"cannot read: {exc.strerror or exc}") from None

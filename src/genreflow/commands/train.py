@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import sys
 
 from genreflow.commands._common import add_config_arguments, config_from_args
 
@@ -84,7 +81,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genreflow.core.errors import ConfigError
-    from genreflow.core.threads import keep_freed_memory, start_tensorflow
 
     cfg = config_from_args(args)
     for name in ("threads", "epochs"):
@@ -93,111 +89,29 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ConfigError(f"--max-seconds must be > 0, got {args.max_seconds}")
-    if cfg["train"]["model"]["backbone"] != "none":
-        return _train_head(args, cfg=cfg)
-    requested = parse_workers(args.workers)
-    if requested is not None and requested > 1 and not os.environ.get("TF_CONFIG"):
-        from genreflow.training.distributed import detect_workers
+    workers = parse_workers(args.workers)
+    threads = args.threads
+    if args.threads_from:
+        from genreflow.report.production import read_choice
 
-        if detect_workers(requested=None).source == "single":
-            from genreflow.training.launch import run_local_workers
+        threads = int(read_choice(args.threads_from)["chosen"])
 
-            return run_local_workers(worker_command(args), count=requested)
-    from genreflow.training.distributed import detect_workers
+    from genreflow.training.launch import train
 
-    group = detect_workers(requested=requested)
-    intra = production_threads(args, cfg)
-    inter = cfg["train"]["inter_op_threads"]
-    inter = intra if inter == "auto" else int(inter)
-    # The environment must be in place before TensorFlow (and its OpenMP/BLAS) is imported.
-    keep_freed_memory()
-    with restored_affinity():
-        threads = start_tensorflow(intra_op=intra, inter_op=inter, bind=cfg["train"]["bind_cores"])
-        _train(args, cfg=cfg, group=group, threads=threads)
-    return 0
-
-
-def _train_head(args: argparse.Namespace, *, cfg) -> int:
-    """A head on the pretrained backbone: one process, seconds after embedding."""
-    from genreflow.core.threads import keep_freed_memory, quiet_tensorflow, start_tensorflow
-
-    if parse_workers(args.workers) not in (None, 1):
-        print("train: a backbone's head is fitted in one process (--workers ignored)", flush=True)
-    intra = production_threads(args, cfg)
-    keep_freed_memory()
-    with restored_affinity():
-        threads = start_tensorflow(intra_op=intra, inter_op=1, bind=cfg["train"]["bind_cores"])
-        quiet_tensorflow()
-        from genreflow.training.head import train_head
-
-        train_head(
-            features_dir=args.features,
-            out_dir=args.out,
-            cfg=cfg,
-            threads=threads,
-            embeddings_dir=args.embeddings,
-        )
-    return 0
-
-
-def _train(args: argparse.Namespace, *, cfg, group, threads) -> None:
-    """The worker group's strategy, then training (threads and cores already set)."""
-    from genreflow.training.distributed import build_strategy
-
-    # The strategy right after the thread settings: it starts TensorFlow's runtime.
-    strategy, group = build_strategy(group, port_base=cfg["train"]["port_base"])
-
-    from genreflow.training.fit import train_model
-
-    train_model(
+    return train(
         features_dir=args.features,
         out_dir=args.out,
         cfg=cfg,
         threads=threads,
+        threads_from=args.threads_from,
         epochs=args.epochs,
         max_seconds=args.max_seconds,
-        workers=group,
-        strategy=strategy,
+        workers=workers,
+        embeddings_dir=args.embeddings,
         role="sweep" if args.sweep_point else "production",
+        config_file=args.config,
+        overrides=args.overrides,
     )
-
-
-def production_threads(args: argparse.Namespace, cfg) -> int:
-    """``--threads``, else the count of ``--threads-from``, else ``train.production_threads``."""
-
-    if args.threads:
-        return args.threads
-    if args.threads_from:
-        from genreflow.report.production import read_choice
-
-        return int(read_choice(args.threads_from)["chosen"])
-    value = cfg["train"]["production_threads"]
-    if value == "auto":
-        # The workflow passes the sweep's choice; run by hand, take every CPU we may use.
-        from genreflow.core.threads import usable_cpus
-
-        count = usable_cpus()
-        print(
-            f"train: train.production_threads is auto and no sweep choice was given "
-            f"(--threads-from): using the {count} CPU(s) this process may run on",
-            flush=True,
-        )
-        return count
-    return int(value)
-
-
-@contextlib.contextmanager
-def restored_affinity():
-    """Give the calling thread its CPU affinity back afterwards (``train.bind_cores`` binds
-    it): a caller that trains in-process (tests, notebooks) keeps all of its cores."""
-    if not hasattr(os, "sched_getaffinity"):
-        yield
-        return
-    original = os.sched_getaffinity(0)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, original)
 
 
 def parse_workers(value: str) -> int | None:
@@ -213,20 +127,3 @@ def parse_workers(value: str) -> int | None:
     if count < 1:
         raise ConfigError(f"--workers must be 'auto' or an integer >= 1, got '{value}'")
     return count
-
-
-def worker_command(args: argparse.Namespace) -> list[str]:
-    """The command line each local worker runs: this one, rebuilt from ``args``."""
-    command = [sys.executable, "-m", "genreflow", "train"]
-    command += ["--features", args.features, "--out", args.out, "--workers", args.workers]
-    for option in ("threads", "threads_from", "epochs", "max_seconds"):
-        value = getattr(args, option)
-        if value is not None:
-            command += [f"--{option.replace('_', '-')}", str(value)]
-    if args.sweep_point:
-        command.append("--sweep-point")
-    if args.config:
-        command += ["--config", str(args.config)]
-    for setting in args.overrides:
-        command += ["--set", setting]
-    return command

@@ -31,13 +31,19 @@ TRAIN_SPEED_KEYS = (
     "threads",
     "production_threads",
     "inter_op_threads",
-    "bench_epochs",
+    "sweep_epochs",
     "workers",
-    "bench_workers",
+    "sweep_workers",
     "port_base",
     "bind_cores",
     "workers_per_node",
 )
+
+#: Keys that were renamed: a config that still uses the old name is told the new one.
+RENAMED_KEYS = {
+    "train.bench_epochs": "train.sweep_epochs",
+    "train.bench_workers": "train.sweep_workers",
+}
 
 #: ``train`` keys that only bound or place a run; changing them keeps checkpoints resumable.
 RUN_LENGTH_KEYS = (
@@ -180,7 +186,13 @@ def _describe(error) -> str:
             f"'{prefix}{name}' (value {json.dumps(error.instance[name], default=str)})"
             for name in extra
         )
-        return f"unknown key {unknown}; allowed keys: {', '.join(known)}"
+        renamed = [
+            f"'{prefix}{name}' -> '{RENAMED_KEYS[prefix + name]}'"
+            for name in extra
+            if prefix + name in RENAMED_KEYS
+        ]
+        hint = f"; renamed: {', '.join(renamed)}" if renamed else ""
+        return f"unknown key {unknown}{hint}; allowed keys: {', '.join(known)}"
     elif kind == "anyOf":
         allowed = " or ".join(_describe_schema(option) for option in rule)
     elif kind == "minItems":

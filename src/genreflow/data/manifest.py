@@ -1,12 +1,13 @@
-"""The clip records, and finding and checking a folder dataset's audio files.
+"""The manifest: a dataset's clips, checked, split and written to ``manifest.csv``.
 
 A dataset comes either from a folder tree (GTZAN layout ``DIR/genres/<label>/...``,
 ``DIR/genres_original/<label>/...`` or any folder-per-label tree ``DIR/<label>/...``), found
-here by :func:`discover`, or from a user CSV (``path,label[,group][,labels][,split]``), read by
-:mod:`genreflow.data.manifest_csv` with this module's checks. Both give a list of :class:`Clip`
-plus the list of :class:`SkippedItem` that could not be used and why. Reading and writing
-``manifest.csv`` is :mod:`genreflow.data.manifest_csv`'s job, splitting
-:mod:`genreflow.data.splits`'.
+by :func:`discover`, or from a user CSV (``path,label[,group][,labels][,split]``), read by
+:func:`read_csv` with the same checks. Both give a list of :class:`Clip` plus the list of
+:class:`SkippedItem` that could not be used and why. :func:`make_manifest` (``genreflow
+manifest``) splits them (:mod:`genreflow.data.splits`) and writes ``manifest.csv``, the
+checked, split clip list that later stages read (:func:`read_manifest`, the one reader), with
+a ``manifest.json`` sidecar that records how it was made (:func:`write_manifest`).
 
 The manifest checks that a file exists, is a readable regular file and has a known audio
 extension; decoding (and so zero-byte or corrupt audio) is the spectrogram stage's job.
@@ -14,12 +15,16 @@ extension; decoding (and so zero-byte or corrupt audio) is the spectrogram stage
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import datetime
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from genreflow.core.atomic import atomic_open, write_json
 from genreflow.core.errors import DatasetError
 
 #: Audio file extensions the manifest accepts (compared case-insensitively).
@@ -296,3 +301,337 @@ def no_clips_message(source: str, skipped: Sequence[SkippedItem]) -> str:
         f"{source}: no usable audio files ({len(skipped)} item(s) skipped, "
         f"e.g. {first.item}: {first.reason})"
     )
+
+
+#: Columns of ``manifest.csv``, in order (see docs/formats.md, "Manifest").
+MANIFEST_COLUMNS = ("clip_id", "path", "label", "labels", "group", "split")
+
+
+def read_csv(*, path: str | os.PathLike) -> tuple[list[Clip], list[SkippedItem]]:
+    """Read a dataset CSV.
+
+    Required columns ``path`` and ``label``; optional ``group`` (artist/album), ``labels``
+    (several labels, ``;``-separated), ``split`` (used by ``split.method: column``) and
+    ``clip_id`` (default: the file stem). Column names are case-insensitive; other columns are
+    ignored. Relative paths are relative to the CSV's folder.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV file (UTF-8, a BOM is accepted).
+
+    Returns
+    -------
+    clips : list of Clip
+        Sorted by ``clip_id``; ``split`` holds the CSV's (lower-cased) split value or ``""``.
+    skipped : list of SkippedItem
+        Rows with an empty path or label, unknown extension, missing/unreadable file or a
+        duplicate clip id (the first in sorted path order is kept).
+
+    Raises
+    ------
+    DatasetError
+        The file is missing or unreadable, lacks a required column, or holds no usable clip.
+    """
+    path = Path(path).expanduser().resolve()
+    rows, columns = _read_rows(path)
+    missing = [c for c in ("path", "label") if c not in columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(columns) or 'no header'} (need path,label[,group][,labels][,split])"
+        )
+    skipped: list[SkippedItem] = []
+    entries = []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        raw_path = row.get("path", "")
+        if not raw_path:
+            skipped.append(SkippedItem(where, "empty path", "empty-path"))
+            continue
+        labels = _row_labels(row.get("label", ""), row.get("labels", ""))
+        if not labels:
+            skipped.append(SkippedItem(where, f"empty label for {raw_path}", "empty-label"))
+            continue
+        audio = Path(raw_path).expanduser()
+        if not audio.is_absolute():
+            audio = path.parent / audio
+        audio = Path(os.path.normpath(audio))
+        clip_id = row.get("clip_id") or clip_id_of(audio)
+        group = row.get("group", "")
+        split = row.get("split", "").lower()
+        entries.append((str(audio), clip_id, labels[0], labels, group, split, where))
+
+    clips, more = checked_clips(entries)
+    skipped.extend(more)
+    if not clips:
+        raise DatasetError(no_clips_message(str(path), skipped))
+    return sorted(clips, key=lambda c: c.clip_id), skipped
+
+
+def read_manifest(path: str | os.PathLike) -> list[Clip]:
+    """Read and validate a ``manifest.csv``.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`write_manifest`.
+
+    Returns
+    -------
+    list of Clip
+        In file order.
+
+    Raises
+    ------
+    DatasetError
+        Missing file, missing columns, no rows, or a row with an empty or duplicate clip id, a
+        relative path, an empty label, a ``label`` not in ``labels`` or an unknown split (the
+        message names the file and line).
+    """
+    path = Path(path)
+    rows, columns = _read_rows(path)
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: not a genreflow manifest: missing column(s) {', '.join(missing)} "
+            f"(expected {','.join(MANIFEST_COLUMNS)})"
+        )
+    clips: list[Clip] = []
+    seen: set[str] = set()
+    for line, row in rows:
+        where = f"{path}:{line}"
+        clip_id, label, split = row["clip_id"], row["label"], row["split"]
+        labels = tuple(x.strip() for x in row["labels"].split(LABEL_SEPARATOR) if x.strip())
+        if not clip_id:
+            raise DatasetError(f"{where}: empty clip_id")
+        if clip_id in seen:
+            raise DatasetError(f"{where}: duplicate clip_id '{clip_id}'")
+        if not os.path.isabs(row["path"]):
+            raise DatasetError(f"{where}: path '{row['path']}' is not absolute")
+        if not label:
+            raise DatasetError(f"{where}: empty label for clip '{clip_id}'")
+        if label not in labels:
+            raise DatasetError(f"{where}: label '{label}' is not among labels '{row['labels']}'")
+        if split not in SPLITS:
+            raise DatasetError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
+        seen.add(clip_id)
+        clips.append(Clip(clip_id, row["path"], label, labels, row["group"], split))
+    if not clips:
+        raise DatasetError(f"{path}: the manifest has no clips")
+    return clips
+
+
+def write_manifest(
+    path: str | os.PathLike,
+    clips: Sequence[Clip],
+    *,
+    info: Mapping[str, Any],
+    skipped: Sequence[SkippedItem] = (),
+) -> Path:
+    """Write ``manifest.csv`` and its sidecar ``manifest.json``, both atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV to write; must end in ``.csv``. The sidecar is the same name with ``.json``.
+    clips : sequence of Clip
+        Clips with a split each; written sorted by (split order, label, clip_id).
+    info : mapping
+        Extra sidecar fields (split method, seed, fractions, config hash, data root...).
+    skipped : sequence of SkippedItem
+        Everything left out, with reasons.
+
+    Returns
+    -------
+    Path
+        The sidecar's path.
+
+    Raises
+    ------
+    DatasetError
+        ``path`` does not end in ``.csv``, or a clip has no valid split.
+    """
+    from genreflow import __version__
+
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise DatasetError(f"manifest {path}: the file name must end in .csv")
+    for clip in clips:
+        if clip.split not in SPLITS:
+            raise DatasetError(f"clip '{clip.clip_id}' has no valid split ('{clip.split}')")
+    order = {name: i for i, name in enumerate(SPLITS)}
+    ordered = sorted(clips, key=lambda c: (order[c.split], c.label, c.clip_id))
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS)
+        for c in ordered:
+            labels = LABEL_SEPARATOR.join(c.labels)
+            writer.writerow([c.clip_id, c.path, c.label, labels, c.group, c.split])
+
+    sidecar = path.with_suffix(".json")
+    record = dict(info)
+    record.update(
+        {
+            "manifest": str(path.resolve()),
+            "n_clips": len(clips),
+            "labels": sorted({c.label for c in clips}),
+            "counts": split_counts(clips),
+            "skipped": [s.as_dict() for s in skipped],
+            "n_skipped": len(skipped),
+            "genreflow_version": __version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+    )
+    write_json(sidecar, record)
+    return sidecar
+
+
+def _row_labels(label: str, labels: str) -> tuple[str, ...]:
+    """``label`` first, then the other ``labels``, without repeats; both may be ``;``-separated."""
+    out: list[str] = []
+    for name in [*label.split(LABEL_SEPARATOR), *labels.split(LABEL_SEPARATOR)]:
+        name = name.strip()
+        if name and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _read_rows(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[str]]:
+    """Rows of a CSV as ``(line number, {lower-cased column: stripped value})``, and the columns."""
+    if not path.exists():
+        raise DatasetError(f"{path}: file does not exist")
+    if not path.is_file():
+        raise DatasetError(f"{path}: not a regular file")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise DatasetError(f"{path}: the CSV is empty (no header)")
+            columns = [h.strip().lower() for h in header]
+            rows = []
+            for record in reader:
+                if not any(v.strip() for v in record):
+                    continue
+                values = dict(zip(columns, (v.strip() for v in record), strict=False))
+                rows.append((reader.line_num, {c: values.get(c, "") for c in columns}))
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: not a readable UTF-8 CSV: {exc}") from None
+    return rows, columns
+
+
+#: Skipped items printed one per line before pointing to manifest.json for the rest.
+MAX_SKIPPED_SHOWN = 20
+
+
+def make_manifest(
+    *,
+    out: str | os.PathLike,
+    split: Mapping[str, Any],
+    config_hash: str,
+    data: str | os.PathLike | None = None,
+    csv_file: str | os.PathLike | None = None,
+) -> Path:
+    """``genreflow manifest``: find the clips, split them, write ``manifest.csv`` and its sidecar.
+
+    Prints the split, the counts per label and split, warnings and what was skipped.
+
+    Parameters
+    ----------
+    out : path
+        ``manifest.csv`` to write (the sidecar is ``manifest.json`` beside it).
+    split : mapping
+        The config's ``split`` section.
+    config_hash : str
+        Hash of that section, recorded in the sidecar.
+    data, csv_file : path or None
+        The dataset folder, or a dataset CSV (which wins when both are given).
+
+    Returns
+    -------
+    Path
+        The sidecar written.
+    """
+    from collections import Counter
+
+    # splits builds on this module's Clip: imported here so the two stay one-way at load time.
+    from genreflow.data.splits import assign_splits
+
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise DatasetError(f"--out {out}: the manifest file name must end in .csv")
+    if csv_file:
+        clips, skipped = read_csv(path=csv_file)
+        source = {
+            "source": "csv",
+            "csv": str(Path(csv_file).expanduser().resolve()),
+            "data_root": None,
+        }
+        beside = Path(csv_file).expanduser().resolve().parent
+        if data and Path(data).expanduser().resolve() != beside:
+            print(f"note: using the CSV {csv_file}; the data folder {data} is not searched")
+    elif data:
+        clips, skipped = discover(root=data)
+        source = {
+            "source": "folder",
+            "csv": None,
+            "data_root": str(Path(data).expanduser().resolve()),
+        }
+    else:
+        raise DatasetError(
+            "no dataset: give --data DIR or --csv FILE (or set data.root / data.csv); "
+            "`genreflow demo-data` makes a synthetic one"
+        )
+
+    method = split["method"]
+    demo = method == "auto" and not csv_file and is_demo_dataset(data)
+    if demo:  # GTZAN's names, but never GTZAN's split (however many clips per genre)
+        method = "stratified"
+    result = assign_splits(clips, method=method, fractions=split["fractions"], seed=split["seed"])
+    if demo:
+        note = "split.method auto -> stratified: the genreflow demo dataset (demo.json)"
+        result = dataclasses.replace(result, requested="auto", notes=[note, *result.notes])
+    skipped = [*skipped, *result.left_out]
+    warnings = [
+        f"split '{name}' is empty"
+        for name, fraction in split["fractions"].items()
+        if fraction > 0 and not any(c.split == name for c in result.clips)
+    ]
+    info = {
+        **source,
+        "method": result.method,
+        "requested_method": result.requested,
+        "group_aware": result.group_aware,
+        "seed": split["seed"],
+        "fractions": split["fractions"],
+        "split_config": split,
+        "config_hash": config_hash,
+        "notes": result.notes,
+        "warnings": warnings,
+    }
+    sidecar = write_manifest(out, result.clips, info=info, skipped=skipped)
+
+    for note in result.notes:
+        print(f"note: {note}")
+    how = result.method
+    if result.method == "stratified":
+        how += f"{', group-aware' if result.group_aware else ''}, seed {split['seed']}"
+    print(
+        f"manifest: {len(result.clips)} clips, {len({c.label for c in result.clips})} labels, "
+        f"split {how} -> {out}"
+    )
+    print(format_counts(result.clips))
+    for warning in warnings:
+        print(f"warning: {warning}")
+    if skipped:
+        kinds = Counter(item.kind for item in skipped)
+        summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(f"skipped {len(skipped)} item(s) ({summary}):")
+        for item in skipped[:MAX_SKIPPED_SHOWN]:
+            print(f"  {item.item}: {item.reason}")
+        if len(skipped) > MAX_SKIPPED_SHOWN:
+            print(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (all listed in {sidecar})")
+    return sidecar

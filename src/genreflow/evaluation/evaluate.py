@@ -1,7 +1,7 @@
 """Test-split evaluation: CNN metrics beside baselines, ``metrics.json`` and a figure.
 
 A model's segment and clip probabilities over a feature set come from
-:mod:`genreflow.prediction.segment_scores`; the metrics from :mod:`genreflow.metrics`; the
+:mod:`genreflow.prediction.predictor`; the metrics from :mod:`genreflow.metrics`; the
 baselines from :mod:`genreflow.evaluation.baselines`. :func:`evaluate_model` loads TensorFlow
 (through :class:`genreflow.prediction.predictor.Predictor`) only when it runs.
 
@@ -29,7 +29,7 @@ from genreflow.evaluation.baselines import (
     verdict,
 )
 from genreflow.metrics.single_label import classification_report
-from genreflow.prediction.segment_scores import segment_probabilities
+from genreflow.prediction.predictor import segment_probabilities
 from genreflow.spectrograms.clips import ClipTable, clip_average, clip_table
 from genreflow.spectrograms.shards import FeatureSet, open_features
 
@@ -59,8 +59,7 @@ def evaluate_model(
         No clips in ``split`` (or none in train, for the baseline).
     """
     from genreflow.core.atomic import write_json
-    from genreflow.prediction.model_info import read_model_info
-    from genreflow.prediction.predictor import Predictor
+    from genreflow.prediction.predictor import Predictor, read_model_info
 
     started = time.perf_counter()
     model_dir = Path(model_dir)

@@ -1,9 +1,10 @@
 """The report's numbers as one JSON-able dict (``summary.json``).
 
-``build_summary`` groups the runs into sweeps, computes speed-ups, efficiencies, Amdahl fits,
-load balance and model quality; the Markdown/HTML report, the plots' annotations and
-:func:`~genreflow.report.text.summary_lines` (printed by ``make demo``) all read this one dict,
-so they cannot disagree.
+``build_summary`` groups the runs into sweeps and computes speed-ups, efficiencies, Amdahl
+fits, load balance and model quality, with one entry per file read (per-rank seconds,
+training history, metrics, benchmark, head); the Markdown/HTML report, the plots'
+annotations and :func:`~genreflow.report.text.summary_lines` (printed by ``make demo``) all
+read this one dict, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -16,12 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from genreflow.report.summary_entries import (
-    benchmark_entry,
-    curves_entry,
-    load_balance_entry,
-    quality_entry,
-)
+from genreflow.report.records import BenchmarkFile, Collected, History, Metrics, SpectrogramRun
 from genreflow.report.text import format_seconds, plural
 
 #: The descended project's published figures: quoted for context, never measured here.
@@ -50,7 +46,7 @@ REFERENCE = {
 }
 
 
-def build_summary(collected, *, environment: Mapping[str, Any] | None = None) -> dict:
+def build_summary(collected: Collected, *, environment: Mapping[str, Any] | None = None) -> dict:
     """All the report's numbers, from what :func:`~genreflow.report.collect.collect` read.
 
     Parameters
@@ -119,19 +115,19 @@ def build_summary(collected, *, environment: Mapping[str, Any] | None = None) ->
         notes["train"].append("no training timings found (no timings.json with stage 'train')")
 
     load_balance = [
-        load_balance_entry(collected, run) for run in collected.spectrograms if run.ranks
+        _load_balance_entry(collected, run) for run in collected.spectrograms if run.ranks
     ]
     if not load_balance:
         notes["load_balance"].append(
             "no per-rank timings found (spectrogram timings.json without ranks[])"
         )
-    curves = [curves_entry(collected, h) for h in collected.histories]
+    curves = [_curves_entry(collected, h) for h in collected.histories]
     if not curves:
         notes["training_curves"].append("no training history found (no history.json)")
-    quality = [quality_entry(collected, m) for m in collected.metrics]
+    quality = [_quality_entry(collected, m) for m in collected.metrics]
     if not quality:
         notes["quality"].append("no evaluation metrics found (no metrics.json)")
-    benchmarks = [benchmark_entry(collected, b) for b in collected.benchmarks]
+    benchmarks = [_benchmark_entry(collected, b) for b in collected.benchmarks]
     if not benchmarks:
         notes["benchmarks"].append("no Snakemake benchmark files found")
     return {
@@ -497,20 +493,6 @@ def _embed_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
     )
 
 
-def _head_entry(data: Mapping[str, Any]) -> dict:
-    seconds = data.get("seconds") if isinstance(data.get("seconds"), dict) else {}
-    return {
-        "path": data["path"],
-        "backbone": data.get("backbone"),
-        "train_clips": data.get("train_clips"),
-        "train_segments": data.get("train_segments"),
-        "fit_seconds": seconds.get("fit"),
-        "embed_seconds": seconds.get("embed"),
-        "total_seconds": data.get("total_seconds"),
-        "embeddings": data.get("embeddings"),
-    }
-
-
 def _workers_sweep(collected, runs: Sequence, single: Sequence, notes: list[str]) -> dict:
     """Training throughput vs data-parallel workers, each with the same threads.
 
@@ -646,3 +628,106 @@ def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:
                 f"physical cores ({entry['cores_source']}): those {unit} share cores, so "
                 "compare them by efficiency per core"
             )
+
+
+def _load_balance_entry(collected: Collected, run: SpectrogramRun) -> dict:
+    """Per-rank seconds of one spectrogram run and how evenly its ranks shared the work."""
+    totals = [r.total for r in run.ranks]
+    works = [r.work for r in run.ranks]
+    mean_total = statistics.fmean(totals) if totals else 0.0
+    mean_work = statistics.fmean(works) if works else 0.0
+    slowest = max(run.ranks, key=lambda r: r.total)
+    return {
+        "path": collected.relative(run.path),
+        "n_ranks": run.n_ranks,
+        "scaling": run.scaling,
+        "ranks_recorded": len(run.ranks),
+        "imbalance": max(totals) / mean_total if mean_total > 0 else None,
+        "work_imbalance": max(works) / mean_work if mean_work > 0 else None,
+        "slowest_rank": slowest.rank,
+        "slowest_seconds": slowest.total,
+        "mean_seconds": mean_total,
+        "per_rank": [
+            {
+                "rank": r.rank,
+                "host": r.host,
+                "files": r.files,
+                "segments": r.segments,
+                "seconds": dict(r.seconds),
+            }
+            for r in run.ranks
+        ],
+    }
+
+
+def _curves_entry(collected: Collected, history: History) -> dict:
+    """The final and best values of one training history."""
+    final = {k: v[-1] for k, v in history.curves.items() if v}
+    best = {}
+    if "val_accuracy" in history.curves:
+        values = history.curves["val_accuracy"]
+        best["val_accuracy"] = max(values)
+        best["val_accuracy_epoch"] = values.index(max(values)) + 1
+    if "val_loss" in history.curves:
+        values = history.curves["val_loss"]
+        best["val_loss"] = min(values)
+        best["val_loss_epoch"] = values.index(min(values)) + 1
+    return {
+        "path": collected.relative(history.path),
+        "epochs": history.n_epochs,
+        "final": final,
+        "best": best,
+    }
+
+
+def _quality_entry(collected: Collected, metrics: Metrics) -> dict:
+    """The test scores of one evaluation, beside its baselines."""
+    return {
+        "path": collected.relative(metrics.path),
+        "clip_accuracy": metrics.clip_accuracy,
+        "segment_accuracy": metrics.segment_accuracy,
+        "macro_f1": metrics.macro_f1,
+        "baseline": dict(metrics.baseline),
+        "baseline_method": metrics.baseline_method,
+        "classical": dict(metrics.classical),
+        "ensemble": dict(metrics.ensemble),
+        "verdict": metrics.verdict,
+        "model_name": metrics.model_name,
+        "labels": list(metrics.labels) if metrics.labels else None,
+        "per_class": {k: dict(v) for k, v in metrics.per_class.items()},
+        "has_confusion": metrics.confusion is not None,
+        "multilabel": metrics.multilabel,
+        "micro_f1": metrics.micro_f1,
+        "mAP": metrics.mean_ap,
+        "subset_accuracy": metrics.subset_accuracy,
+    }
+
+
+def _benchmark_entry(collected: Collected, bench: BenchmarkFile) -> dict:
+    """The medians over repeats of one Snakemake benchmark file."""
+    return {
+        "path": collected.relative(bench.path),
+        "rule": bench.rule,
+        "count_kind": bench.count_kind,
+        "count": bench.count,
+        "repeats": len(bench.rows),
+        "seconds": bench.median("s"),
+        "max_rss_mb": bench.median("max_rss"),
+        "cpu_seconds": bench.median("cpu_time"),
+        "mean_load": bench.median("mean_load"),
+    }
+
+
+def _head_entry(data: Mapping[str, Any]) -> dict:
+    """One head fitted on a backbone's embeddings: its data and seconds."""
+    seconds = data.get("seconds") if isinstance(data.get("seconds"), dict) else {}
+    return {
+        "path": data["path"],
+        "backbone": data.get("backbone"),
+        "train_clips": data.get("train_clips"),
+        "train_segments": data.get("train_segments"),
+        "fit_seconds": seconds.get("fit"),
+        "embed_seconds": seconds.get("embed"),
+        "total_seconds": data.get("total_seconds"),
+        "embeddings": data.get("embeddings"),
+    }

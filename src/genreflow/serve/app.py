@@ -1,4 +1,9 @@
-"""The FastAPI application: ``POST /predict``, ``GET /genres``, ``/health``, ``/metrics``."""
+"""The FastAPI application: ``POST /predict``, ``GET /genres``, ``/health``, ``/metrics``.
+
+:class:`PredictionService` holds the state (model worker, pending gate, metrics, counters) and
+answers each route; :func:`create_app` builds the FastAPI application and registers its
+methods as routes, exception handlers and lifespan.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,24 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-# FastAPI resolves the handlers' annotations (``request: Request``) from module globals.
-from fastapi import Request
+# FastAPI resolves the route methods' annotations (``request: Request``) from module globals.
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from python_multipart.multipart import parse_options_header
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
+from genreflow import __version__
 from genreflow.serve.auth import OPEN_PATHS, BearerAuth
 from genreflow.serve.metrics import RequestMetrics, ServeMetrics
-from genreflow.serve.upload import FORM_OVERHEAD_BYTES, ApiError, UploadReceiver, mib
+from genreflow.serve.upload import FORM_OVERHEAD_BYTES, ApiError, Upload, UploadReceiver, mib
 from genreflow.serve.worker import InferenceWorker, PendingGate
 
 log = logging.getLogger("genreflow.serve")
@@ -89,6 +101,212 @@ def prediction_record(prediction, *, top_k: int, segments: bool) -> dict[str, An
     return record
 
 
+class PredictionService:
+    """The state behind the API, and one method per route and per kind of error.
+
+    Parameters
+    ----------
+    predictor : genreflow.prediction.predictor.Predictor
+    limits : ServeLimits
+    temp_dir : path-like
+        This server's own folder for uploads; removed when the application shuts down.
+    threads : mapping, optional
+        The TensorFlow thread settings in force, reported by ``/health``.
+    """
+
+    def __init__(
+        self,
+        *,
+        predictor,
+        limits: ServeLimits,
+        temp_dir: str | os.PathLike,
+        threads: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.limits = limits
+        self.temp_dir = Path(temp_dir)
+        self.threads = threads
+        self.gate = PendingGate(max_pending=limits.max_pending)
+        self.metrics = ServeMetrics(pending=lambda: self.gate.pending)
+        self.worker = InferenceWorker(
+            predictor,
+            max_audio_seconds=limits.max_audio_seconds,
+            prepare_threads=limits.prepare_threads,
+            max_batch_segments=limits.max_batch_segments,
+            on_batch=self.metrics.observe_batch,
+        )
+        self.served = 0
+        self.rejected = 0
+        self.started = time.time()
+        # Uptime from the monotonic clock: a wall-clock step must not make it jump.
+        self._t0 = time.monotonic()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Run the application; at shutdown stop the worker and remove the upload folder."""
+        try:
+            yield
+        finally:
+            self.worker.close()
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------- routes
+
+    async def predict(
+        self,
+        request: Request,
+        *,
+        segments: Annotated[bool, Query(description="add per-segment probabilities")] = False,
+        top_k: Annotated[
+            int | None, Query(ge=1, description="genres under `top` (default: config)")
+        ] = None,
+        allow_unusable: Annotated[
+            bool,
+            Query(
+                description="predict a silent or too-short clip anyway, flagged `unusable`, "
+                "instead of answering 422",
+            ),
+        ] = False,
+    ) -> dict[str, Any]:
+        """``POST /predict``: receive one upload, predict it, answer :func:`prediction_record`."""
+        # Before anything else, the body included: a refused request costs next to nothing.
+        with self.gate.admit():
+            receiver = self._receiver_for(request)
+            try:
+                upload = await self._receive(request, receiver)
+                prediction = await self.worker.predict(upload, allow_unusable=allow_unusable)
+            finally:
+                receiver.cleanup()
+            self.served += 1
+            return prediction_record(
+                prediction, top_k=top_k or self.limits.top_k, segments=segments
+            )
+
+    async def genres(self) -> dict[str, Any]:
+        """``GET /genres``: the model's labels."""
+        return {"genres": list(self.predictor.labels)}
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /health``: status, model, uptime, counters, limits, thread settings."""
+        limits = self.limits
+        return {
+            "status": "ok",
+            "model": str(self.predictor.model_dir.resolve()),
+            "labels": len(self.predictor.labels),
+            "uptime_seconds": round(time.monotonic() - self._t0, 3),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "requests": {"served": self.served, "rejected": self.rejected},
+            "in_flight": self.worker.in_flight,
+            "pending": self.gate.pending,
+            "batches": {"model_calls": self.worker.batches, "clips": self.worker.batched_clips},
+            "limits": {
+                "max_upload_bytes": limits.max_upload_bytes,
+                "max_audio_seconds": limits.max_audio_seconds,
+                "top_k": limits.top_k,
+                "prepare_threads": limits.prepare_threads,
+                "max_batch_segments": limits.max_batch_segments,
+                "max_pending": limits.max_pending,
+            },
+            "threads": dict(self.threads or {}),
+            "version": __version__,
+        }
+
+    async def prometheus_metrics(self) -> Response:
+        """``GET /metrics``: the Prometheus text format."""
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+    # ------------------------------------------------------------------------------- errors
+
+    def count_rejection(self) -> None:
+        """Count a request refused outside the application (the bearer-token check)."""
+        self.rejected += 1
+
+    def error_response(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> JSONResponse:
+        """The ``{"error", "detail"}`` body every refusal gets; counted as rejected."""
+        self.rejected += 1
+        return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+    async def api_error(self, request: Request, exc: ApiError) -> JSONResponse:
+        """A request refused by this API (:class:`ApiError`): logged, answered as raised."""
+        log.info(
+            "%s %s -> %d %s: %s",
+            request.method,
+            request.url.path,
+            exc.status,
+            exc.error,
+            exc.detail,
+        )
+        return self.error_response(exc.status, exc.error, exc.detail, headers=exc.headers)
+
+    async def http_error(self, request: Request, exc: HTTPException) -> JSONResponse:
+        """A refusal by the framework (unknown path, wrong method) in this API's JSON shape."""
+        phrase = HTTPStatus(exc.status_code).phrase.lower()
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return self.error_response(
+            exc.status_code, phrase, f"{request.method} {request.url.path}: {detail}"
+        )
+
+    async def invalid_request(self, request: Request, exc: RequestValidationError) -> JSONResponse:
+        """Query parameters FastAPI could not validate: 422 naming each one."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return self.error_response(422, "invalid request", problems)
+
+    async def unexpected_error(self, request: Request, exc: Exception) -> JSONResponse:
+        """A bug: the traceback goes to the log, the client only sees the exception's type."""
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return self.error_response(500, "internal server error", type(exc).__name__)
+
+    def _receiver_for(self, request: Request) -> UploadReceiver:
+        """An :class:`UploadReceiver` for ``request``, once its headers promise a usable body."""
+        mime, options = parse_options_header(request.headers.get("content-type", ""))
+        if mime != b"multipart/form-data":
+            shown = mime.decode("latin-1") or "no Content-Type"
+            raise ApiError(
+                415,
+                "unsupported media type",
+                f"expected multipart/form-data with the audio in a field named 'file', got {shown}",
+            )
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise ApiError(400, "malformed multipart body", "no boundary in the Content-Type")
+        max_bytes = self.limits.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > max_bytes + FORM_OVERHEAD_BYTES
+        ):
+            raise ApiError(
+                413,
+                "upload too large",
+                f"request body of {mib(int(declared))} exceeds {mib(max_bytes)} "
+                "(serve.max_upload_mb)",
+            )
+        return UploadReceiver(boundary=boundary, temp_dir=self.temp_dir, max_bytes=max_bytes)
+
+    @staticmethod
+    async def _receive(request: Request, receiver: UploadReceiver) -> Upload:
+        """Stream ``request``'s body into ``receiver``; the received file."""
+        try:
+            async for chunk in request.stream():
+                receiver.feed(chunk)
+        except ClientDisconnect:
+            # Nobody is left to answer; the status only goes to the log.
+            raise ApiError(400, "upload interrupted", "the client disconnected") from None
+        return receiver.finish()
+
+
 def create_app(
     *,
     predictor,
@@ -96,7 +314,7 @@ def create_app(
     temp_dir: str | os.PathLike,
     threads: Mapping[str, Any] | None = None,
     token: str | None = None,
-):
+) -> FastAPI:
     """The FastAPI application around a loaded :class:`~genreflow.prediction.predictor.Predictor`.
 
     Parameters
@@ -114,86 +332,43 @@ def create_app(
     -------
     fastapi.FastAPI
     """
-    from fastapi import FastAPI, Query
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-    from python_multipart.multipart import parse_options_header
-    from starlette.exceptions import HTTPException
-    from starlette.requests import ClientDisconnect
-
-    from genreflow import __version__
-
-    ErrorResponse, PredictResponse, GenresResponse, HealthResponse = _models()
-    temp_dir = Path(temp_dir)
-    gate = PendingGate(max_pending=limits.max_pending)
-    metrics = ServeMetrics(pending=lambda: gate.pending)
-    worker = InferenceWorker(
-        predictor,
-        max_audio_seconds=limits.max_audio_seconds,
-        prepare_threads=limits.prepare_threads,
-        max_batch_segments=limits.max_batch_segments,
-        on_batch=metrics.observe_batch,
+    service = PredictionService(
+        predictor=predictor, limits=limits, temp_dir=temp_dir, threads=threads
     )
-    stats = {"served": 0, "rejected": 0, "started": time.time(), "t0": time.monotonic()}
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        try:
-            yield
-        finally:
-            worker.close()
-            shutil.rmtree(temp_dir, ignore_errors=True)
-
     app = FastAPI(
         title="genreflow",
         version=__version__,
         description="Music genre classification: upload an audio clip, get its genre.",
-        lifespan=lifespan,
+        lifespan=service.lifespan,
     )
-
-    def error_response(
-        status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
-    ) -> JSONResponse:
-        stats["rejected"] += 1
-        return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError):
-        log.info(
-            "%s %s -> %d %s: %s",
-            request.method,
-            request.url.path,
-            exc.status,
-            exc.error,
-            exc.detail,
+    app.add_exception_handler(ApiError, service.api_error)
+    app.add_exception_handler(HTTPException, service.http_error)
+    app.add_exception_handler(RequestValidationError, service.invalid_request)
+    app.add_exception_handler(Exception, service.unexpected_error)
+    _add_routes(app, service=service)
+    # Starlette puts the last middleware added outermost: metrics see the refusals of auth.
+    if token is not None:
+        app.add_middleware(
+            BearerAuth, token=token, open_paths=OPEN_PATHS, on_reject=service.count_rejection
         )
-        return error_response(exc.status, exc.error, exc.detail, exc.headers)
+    app.add_middleware(
+        RequestMetrics, metrics=service.metrics, routes=[route.path for route in app.routes]
+    )
+    return app
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
-        from http import HTTPStatus
 
-        phrase = HTTPStatus(exc.status_code).phrase.lower()
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return error_response(
-            exc.status_code, phrase, f"{request.method} {request.url.path}: {detail}"
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
-            for e in exc.errors()
-        )
-        return error_response(422, "invalid request", problems)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception):
-        log.exception("unexpected error in %s %s", request.method, request.url.path)
-        return error_response(500, "internal server error", type(exc).__name__)
-
-    @app.post(
+def _add_routes(app: FastAPI, *, service: PredictionService) -> None:
+    """Register the service's route methods with their OpenAPI descriptions."""
+    ErrorResponse, PredictResponse, GenresResponse, HealthResponse = _models()
+    # FastAPI shows an endpoint's docstring on /docs unless given a description; the text
+    # before the first form feed is the description, so "\f" is none: the methods'
+    # docstrings are for readers of this code, the summaries for API users.
+    no_description = "\f"
+    app.add_api_route(
         "/predict",
+        service.predict,
+        methods=["POST"],
+        description=no_description,
         summary="Predict the genre of one audio clip",
         response_model=PredictResponse,
         response_model_exclude_none=True,
@@ -212,6 +387,7 @@ def create_app(
                 "the Retry-After header's seconds",
             },
         },
+        # The body is parsed by hand as it streams in (UploadReceiver): FastAPI cannot infer it.
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -233,104 +409,30 @@ def create_app(
             }
         },
     )
-    async def predict(
-        request: Request,
-        segments: bool = Query(False, description="add per-segment probabilities"),
-        top_k: int | None = Query(None, ge=1, description="genres under `top` (default: config)"),
-        allow_unusable: bool = Query(
-            False,
-            description="predict a silent or too-short clip anyway, flagged `unusable`, "
-            "instead of answering 422",
-        ),
-    ):
-        # Before anything else, the body included: a refused request costs next to nothing.
-        with gate.admit():
-            return await receive_and_predict(
-                request, segments=segments, top_k=top_k, allow_unusable=allow_unusable
-            )
-
-    async def receive_and_predict(
-        request: Request, *, segments: bool, top_k: int | None, allow_unusable: bool
-    ) -> dict[str, Any]:
-        mime, options = parse_options_header(request.headers.get("content-type", ""))
-        if mime != b"multipart/form-data":
-            shown = mime.decode("latin-1") or "no Content-Type"
-            raise ApiError(
-                415,
-                "unsupported media type",
-                f"expected multipart/form-data with the audio in a field named 'file', got {shown}",
-            )
-        boundary = options.get(b"boundary")
-        if not boundary:
-            raise ApiError(400, "malformed multipart body", "no boundary in the Content-Type")
-        body_limit = limits.max_upload_bytes + FORM_OVERHEAD_BYTES
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > body_limit:
-            raise ApiError(
-                413,
-                "upload too large",
-                f"request body of {mib(int(declared))} exceeds {mib(limits.max_upload_bytes)} "
-                "(serve.max_upload_mb)",
-            )
-        receiver = UploadReceiver(
-            boundary=boundary, temp_dir=temp_dir, max_bytes=limits.max_upload_bytes
-        )
-        try:
-            try:
-                async for chunk in request.stream():
-                    receiver.feed(chunk)
-            except ClientDisconnect:
-                # Nobody is left to answer; the status only goes to the log.
-                raise ApiError(400, "upload interrupted", "the client disconnected") from None
-            upload = receiver.finish()
-            prediction = await worker.predict(upload, allow_unusable=allow_unusable)
-        finally:
-            receiver.cleanup()
-        stats["served"] += 1
-        return prediction_record(prediction, top_k=top_k or limits.top_k, segments=segments)
-
-    @app.get("/genres", summary="The genres the model knows", response_model=GenresResponse)
-    async def genres():
-        return {"genres": list(predictor.labels)}
-
-    @app.get("/health", summary="Liveness and counters", response_model=HealthResponse)
-    async def health():
-        return {
-            "status": "ok",
-            "model": str(predictor.model_dir.resolve()),
-            "labels": len(predictor.labels),
-            "uptime_seconds": round(time.monotonic() - stats["t0"], 3),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stats["started"])),
-            "requests": {"served": stats["served"], "rejected": stats["rejected"]},
-            "in_flight": worker.in_flight,
-            "pending": gate.pending,
-            "batches": {"model_calls": worker.batches, "clips": worker.batched_clips},
-            "limits": {
-                "max_upload_bytes": limits.max_upload_bytes,
-                "max_audio_seconds": limits.max_audio_seconds,
-                "top_k": limits.top_k,
-                "prepare_threads": limits.prepare_threads,
-                "max_batch_segments": limits.max_batch_segments,
-                "max_pending": limits.max_pending,
-            },
-            "threads": dict(threads or {}),
-            "version": __version__,
-        }
-
-    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
-    async def prometheus_metrics():
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    # Starlette puts the last middleware added outermost: metrics see the refusals of auth.
-    if token is not None:
-
-        def refused() -> None:
-            stats["rejected"] += 1
-
-        app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS, on_reject=refused)
-    app.add_middleware(RequestMetrics, metrics=metrics, routes=[route.path for route in app.routes])
-    return app
+    app.add_api_route(
+        "/genres",
+        service.genres,
+        methods=["GET"],
+        description=no_description,
+        summary="The genres the model knows",
+        response_model=GenresResponse,
+    )
+    app.add_api_route(
+        "/health",
+        service.health,
+        methods=["GET"],
+        description=no_description,
+        summary="Liveness and counters",
+        response_model=HealthResponse,
+    )
+    app.add_api_route(
+        "/metrics",
+        service.prometheus_metrics,
+        methods=["GET"],
+        description=no_description,
+        summary="Prometheus metrics (text format)",
+        response_class=Response,
+    )
 
 
 # ------------------------------------------------------------------ OpenAPI response models

@@ -75,7 +75,7 @@ class InferenceWorker:
 
         Returns
         -------
-        genreflow.prediction.records.Prediction
+        genreflow.prediction.predictor.Prediction
             With ``source`` set to the client's file name and ``seconds["queue"]`` the time
             spent waiting for a preparing thread and for the model.
 

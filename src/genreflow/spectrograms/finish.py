@@ -20,7 +20,7 @@ from typing import Any
 from genreflow import __version__
 from genreflow.core.atomic import atomic_open, write_json
 from genreflow.core.threads import BLAS_ENV
-from genreflow.spectrograms.journal import Recovered
+from genreflow.spectrograms.journal import ClipTask, Recovered
 from genreflow.spectrograms.mpi import World, launcher_env
 from genreflow.spectrograms.outputs import BAD_FILES, NOTES, TIMINGS
 from genreflow.spectrograms.plan import Plan
@@ -32,7 +32,6 @@ from genreflow.spectrograms.shards import (
     parse_shard_name,
     write_index,
 )
-from genreflow.spectrograms.tasks import ClipTask
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Resume journals of the spectrogram stage: one JSON record per finished shard.
+"""A rank's work and its resume journal in the spectrogram stage.
 
-Each time a rank has renamed a finished shard into place it writes
-``journal/part-<rank>-<k>.json`` (atomically): the share positions the shard covers, all that
-the final outputs need about them (index rows, failures, decode notes), the key of the run's
-inputs (:func:`run_inputs`) and the rank count. On a rerun, rank 0 keeps per rank the longest
-run of journals that check out (:func:`recover_journals`); see
-:mod:`genreflow.spectrograms.stage`, "Resuming". Format: ``docs/formats.md``.
+Rank 0 scatters each rank a :class:`Share`: the :class:`ClipTask` records (paths and metadata,
+never audio) it still has to convert. Each time a rank has renamed a finished shard into place
+it writes ``journal/part-<rank>-<k>.json`` (atomically): the share positions the shard covers,
+all that the final outputs need about them (index rows, failures, decode notes), the key of the
+run's inputs (:func:`run_inputs`) and the rank count. On a rerun, rank 0 keeps per rank the
+longest run of journals that check out (:func:`recover_journals`) and scatters only the rest;
+see :mod:`genreflow.spectrograms.stage`, "Resuming". Format: ``docs/formats.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,32 @@ from genreflow.spectrograms.shards import (
     parse_shard_name,
     shard_name,
 )
-from genreflow.spectrograms.tasks import ClipTask, Share
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    """One clip as scattered to a rank: metadata only, never audio."""
+
+    pos: int  # position in the manifest (orders the index)
+    clip_id: str
+    path: str
+    label: str
+    labels: tuple[str, ...]
+    group: str
+    split: str
+    size: int
+    preview: bool
+
+
+@dataclass(frozen=True)
+class Share:
+    """What rank 0 scatters to one rank: the rest of its share and how to journal it."""
+
+    tasks: list[ClipTask]  # the share's clips not yet in complete shards, in share order
+    done: int  # clips at the start of the share already in complete shards
+    first_shard: int  # number of the first shard to write
+    inputs: dict[str, str]  # the run's key (see genreflow.spectrograms.journal.run_inputs)
+
 
 #: Sub-folder of the feature directory holding one resume journal per finished shard.
 JOURNAL_DIR = "journal"

@@ -4,7 +4,7 @@ The definition is librosa's: ``power_to_db(melspectrogram(y, sr, n_fft, hop_leng
 fmin, fmax), ref=1.0, amin=1e-10, top_db=top_db)`` with a centred, zero-padded periodic Hann
 STFT and Slaney mel filters. :class:`LogMel` computes the same numbers faster (kernels in
 :mod:`genreflow.spectrograms.stft`: frames read in place, a float32 FFT, the filterbank as a few banded
-products, no numba, no librosa). ``tests/test_logmel.py`` checks it against librosa: within
+products, no numba, no librosa). ``tests/spectrograms/test_logmel.py`` checks it against librosa: within
 1e-3 dB in every band less than 80 dB below its frame's loudest, within 0.02 dB down to 100 dB
 below. Further down, float32 rounding (relative to the frame's loudest bins) can reach ~0.1 dB
 on a pure tone over faint noise; on real music the largest error anywhere was 0.017 dB, below
@@ -158,7 +158,7 @@ def mel_filterbank(
 
     The same numbers as ``librosa.filters.mel(htk=False, norm="slaney")``, written out so
     that an MPI rank does not pay ~1.3 s importing librosa and scipy.signal for one matrix
-    (``tests/test_logmel.py`` compares the two).
+    (``tests/spectrograms/test_logmel.py`` compares the two).
     """
     fmax = sample_rate / 2.0 if fmax is None else float(fmax)
     fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)

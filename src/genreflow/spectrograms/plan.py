@@ -18,14 +18,15 @@ from typing import Any
 from genreflow.core.errors import StageError
 from genreflow.spectrograms.journal import (
     JOURNAL_DIR,
+    ClipTask,
     Recovered,
+    Share,
     has_journals,
     recover_journals,
     run_inputs,
 )
 from genreflow.spectrograms.outputs import remove_stale_outputs
 from genreflow.spectrograms.previews import PREVIEWS
-from genreflow.spectrograms.tasks import ClipTask, Share
 
 
 @dataclass
@@ -55,7 +56,7 @@ def make_plan(
 
     ``clips`` (weak scaling) keeps only that many of the manifest's clips, evenly spaced.
     """
-    from genreflow.data.manifest_csv import read_manifest
+    from genreflow.data.manifest import read_manifest
 
     # First: even a run that fails below must not leave a directory that reads as complete.
     had_journals = has_journals(out)

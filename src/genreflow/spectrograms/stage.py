@@ -55,11 +55,10 @@ import numpy as np
 from genreflow.core.errors import AudioError, GenreflowError, StageError
 from genreflow.core.runlock import output_lock
 from genreflow.spectrograms.finish import RankReport, SpectrogramSummary, finish_run
-from genreflow.spectrograms.journal import ShardJournal
+from genreflow.spectrograms.journal import ShardJournal, Share
 from genreflow.spectrograms.mpi import World, init_world
 from genreflow.spectrograms.plan import Plan, make_plan
 from genreflow.spectrograms.shards import IndexRow, ShardWriter
-from genreflow.spectrograms.tasks import Share
 
 #: Environment variable of the fault-injection test hook (see the module docstring).
 FAULT_ENV = "GENREFLOW_FAULT_INJECT"
@@ -208,7 +207,7 @@ def _import_kernels() -> None:
     Only that: the window and mel filterbank are computed by :mod:`genreflow.spectrograms.logmel`
     itself, so no rank imports librosa, scipy.signal or numba (~1.5 s per process), nor the
     ``scipy.fft`` and ``scipy.sparse`` packages (~0.4 s: :mod:`genreflow.spectrograms.stft` loads
-    pocketfft alone), and never TensorFlow (``tests/test_spectrograms.py`` checks the modules
+    pocketfft alone), and never TensorFlow (``tests/spectrograms/test_stage.py`` checks the modules
     a rank loads).
     """
     import soundfile  # noqa: F401

@@ -46,7 +46,7 @@ def real_fft() -> RealFFT:
                 return _r2c(frames, (1,), True, 0, out, 1)
 
             _real_fft = pocketfft
-        else:  # only if scipy's layout changes (tests/test_logmel.py takes this path too)
+        else:  # only if scipy's layout changes (tests/spectrograms/test_logmel.py takes this path too)
             import scipy.fft
 
             def fallback(frames: np.ndarray, out: np.ndarray) -> object:

@@ -34,6 +34,8 @@ __all__ = [
     "allreduce_seconds",
     "any_worker",
     "build_strategy",
+    "check_worker_count",
+    "close_leaked_pools",
     "detect_workers",
     "gather_rows",
     "patch_keras_for_multi_worker",
@@ -104,6 +106,12 @@ def detect_workers(
         )
     else:
         group = WorkerGroup(count=1, index=0, source="single")
+    return check_worker_count(group, requested=requested)
+
+
+def check_worker_count(group: WorkerGroup, *, requested: int | None) -> WorkerGroup:
+    """``group`` when it has ``requested`` workers (``None``: any number); else
+    :class:`ConfigError`, saying how to start that many."""
     if requested is not None and requested != group.count:
         where = {
             "tf_config": f"TF_CONFIG lists {group.count} worker(s)",
@@ -390,6 +398,30 @@ def worker_batch(tcfg: Mapping[str, Any], *, workers: int) -> dict[str, Any]:
         "global": total,
         "learning_rate": float(tcfg["learning_rate"]) * factor,
     }
+
+
+def close_leaked_pools() -> int:
+    """Terminate the thread pools that failed eager all-reduces left running; their count.
+
+    Keras resets and reads its metric variables eagerly at every epoch's start and end, and run
+    eagerly, ``MultiWorkerMirroredStrategy``'s all-reduce maps over a
+    ``multiprocessing.pool.ThreadPool`` that it closes only when the map succeeds
+    (``tensorflow/python/distribute/cross_device_ops.py``, ``_all_reduce_per_replica_values``).
+    When a peer dies during one, the pool stays running, and at interpreter exit its
+    ``__del__`` warns and writes to a pipe that may already be closed (EBADF). Call this once a
+    collective has failed, before leaving.
+    """
+    import gc
+    from multiprocessing.pool import ThreadPool
+
+    leaked = [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, ThreadPool) and getattr(obj, "_state", None) == "RUN"
+    ]
+    for pool in leaked:
+        pool.terminate()
+    return len(leaked)
 
 
 def lost_worker_message(exc: Exception, *, state: Mapping[str, Any], checkpoint_dir: Path) -> str:

@@ -131,8 +131,7 @@ def tune_valid_thresholds(
         ``{label: threshold}`` for every label, in model order.
     """
     from genreflow.metrics.multilabel import micro_f1, over_threshold, tune_thresholds
-    from genreflow.prediction.predictor import Predictor
-    from genreflow.prediction.segment_scores import clip_probabilities
+    from genreflow.prediction.predictor import Predictor, clip_probabilities
 
     predictor = Predictor(model_dir, info=model_info)
     probabilities = clip_probabilities(predictor, features=features, clips=clips)

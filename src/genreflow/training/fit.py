@@ -31,7 +31,12 @@ from genreflow.core.errors import StageError
 from genreflow.core.runlock import output_lock
 from genreflow.training.checkpoints import TrainingRecord, load_state, new_state, resume_key
 from genreflow.training.dataset import TrainingData, read_training_data
-from genreflow.training.distributed import WorkerGroup, lost_worker_message, worker_batch
+from genreflow.training.distributed import (
+    WorkerGroup,
+    close_leaked_pools,
+    lost_worker_message,
+    worker_batch,
+)
 from genreflow.training.export import export_run
 from genreflow.training.model import compile_model
 from genreflow.training.pipeline import TrainingPipelines, training_pipelines
@@ -372,6 +377,7 @@ def _fit(
     except tf.errors.OpError as exc:
         if not run.group.distributed:
             raise
+        close_leaked_pools()
         raise StageError(
             lost_worker_message(exc, state=state, checkpoint_dir=checkpoint_dir)
         ) from None
