@@ -105,3 +105,41 @@ def test_a_modules_tests_are_found_by_its_name():
         if not module.is_file():
             wrong.append(f"tests/{rel.as_posix()}: no {module.relative_to(PACKAGE.parent)}")
     assert wrong == []
+
+
+#: Command functions that parse or check arguments; the rest of a command module is logic.
+_ARGUMENT_FUNCTIONS = ("add_arguments", "add_config_arguments", "add_inference_threads_argument")
+
+
+def _logic_lines(function: ast.FunctionDef, source: list[str]) -> int:
+    """Source lines of ``function``'s body, docstring, imports, comments and blanks left out."""
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    lines = {
+        number
+        for statement in body
+        if not isinstance(statement, ast.Import | ast.ImportFrom)
+        for number in range(statement.lineno, statement.end_lineno + 1)
+    }
+    return sum(
+        1 for n in lines if source[n - 1].strip() and not source[n - 1].lstrip().startswith("#")
+    )
+
+
+def test_a_command_parses_its_arguments_and_calls_its_stage():
+    """At most ~40 lines of logic in a command module, argument parsing and checks aside."""
+    heavy = {}
+    for path in sorted((PACKAGE / "commands").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        functions = [
+            node
+            for node in ast.parse(text).body
+            if isinstance(node, ast.FunctionDef)
+            and node.name not in _ARGUMENT_FUNCTIONS
+            and not node.name.startswith(("parse_", "_check_"))
+        ]
+        lines = sum(_logic_lines(f, text.splitlines()) for f in functions)
+        if lines > 40:
+            heavy[path.name] = lines
+    assert heavy == {}

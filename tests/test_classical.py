@@ -10,7 +10,7 @@ import pytest
 from genreflow.classical import MfccSvm, segment_mfcc_statistics
 from genreflow.cli import main
 from genreflow.evaluation.baselines import verdict
-from genreflow.evaluation.summary_text import format_summary
+from genreflow.evaluation.evaluate import format_summary
 from genreflow.spectrograms.clips import clip_table
 from genreflow.spectrograms.shards import open_features
 from tests.support.tone_data import GENRES
@@ -102,10 +102,9 @@ def test_verdict_says_plainly_when_the_cnn_loses():
 
 
 def test_an_ensemble_model_stores_the_baseline_and_predict_averages_both(setup, tmp_path):
-    from test_train import train_args
-
     from genreflow.classical import load_baseline, segment_mfcc_statistics
     from genreflow.prediction.predictor import Predictor
+    from tests.support.tone_data import train_args
 
     features, _ = setup
     model = tmp_path / "model"

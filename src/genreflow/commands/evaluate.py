@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_inference_threads(args.threads)
 
-    from genreflow.evaluation.evaluate import evaluate_model
-    from genreflow.evaluation.summary_text import format_summary
+    from genreflow.evaluation.evaluate import evaluate_model, format_summary
 
     metrics = evaluate_model(
         model_dir=args.model, features_dir=args.features, out_dir=args.out, split=args.split

@@ -735,7 +735,7 @@ def classify_stream(
     final : bool
         Yield the final partial window when the stream ends between hops.
     on_format : callable, optional
-        Called with the :class:`~genreflow.prediction.pcm.PcmFormat` once it is known (for a log line).
+        Called with the :class:`PcmFormat` once it is known (for a log line).
 
     Yields
     ------
