@@ -16,7 +16,7 @@ from PIL import Image
 from genreflow.core.config import config_hash
 from genreflow.core.errors import StageError
 from genreflow.spectrograms.logmel import FeatureExtractor
-from genreflow.spectrograms.mpi import World, detect_launcher, expected_size
+from genreflow.spectrograms.mpi import World
 from genreflow.spectrograms.plan import lpt_partition
 from genreflow.spectrograms.shards import ShardWriter, open_features
 from genreflow.spectrograms.stage import run_spectrograms
@@ -327,20 +327,6 @@ def test_srun_without_pmi_is_refused(tmp_path, dataset):
     assert "srun started 2 processes but MPI reports a world of 1" in result.stderr
     assert "--mpi=pmi2" in result.stderr
     assert not out.exists()
-
-
-def test_detect_launcher():
-    assert detect_launcher({}) == "none"
-    hydra = {"PMI_RANK": "0", "PMI_SIZE": "4", "PMI_FD": "9", "MPI_LOCALNRANKS": "4"}
-    assert detect_launcher(hydra) == "mpiexec" and expected_size(hydra) == 4
-    # Hydra under SLURM starts its proxies with srun: still mpiexec.
-    assert detect_launcher({**hydra, "SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0"}) == "mpiexec"
-    srun = {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "3"}
-    assert detect_launcher(srun) == "srun" and expected_size(srun) == 3
-    assert detect_launcher({**srun, "PMI_SIZE": "3", "PMI_FD": "5"}) == "srun"
-    batch = {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "batch", "SLURM_NTASKS": "4"}
-    assert detect_launcher(batch) == "none" and expected_size(batch) is None
-    assert detect_launcher({"OMPI_COMM_WORLD_SIZE": "2", "PMIX_RANK": "0"}) == "mpiexec"
 
 
 def test_lpt_partition_balances_sizes():

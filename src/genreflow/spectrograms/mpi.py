@@ -8,12 +8,14 @@ start-up can fail); under a launcher the size comes from mpi4py.
 
 :meth:`World.abort_on_error` turns an unexpected exception on any rank into a printed
 ``rank r/N on host`` header plus traceback and ``MPI_Abort``, so no rank is left waiting
-forever in a collective.
+forever in a collective. MPI start-up itself is given :data:`MPI_INIT_TIMEOUT` seconds
+(``GENREFLOW_MPI_INIT_TIMEOUT``): a rank that has not finished by then exits with status 1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import socket
 import sys
@@ -36,6 +38,10 @@ LAUNCHER_MARKERS = (
     "MV2_COMM_WORLD_SIZE",
     "ALPS_APP_PE",
 )
+
+#: Seconds a rank may spend in MPI start-up (``MPI_Init``) before it exits with status 1; the
+#: environment variable ``GENREFLOW_MPI_INIT_TIMEOUT`` overrides it.
+MPI_INIT_TIMEOUT = 120.0
 
 #: Pause between printing the traceback and MPI_Abort (see World.abort_on_error).
 ABORT_GRACE_SECONDS = 0.5
@@ -174,6 +180,41 @@ class World:
             os._exit(1)  # Abort does not return; should a broken MPI return, still end here
 
 
+def _init_timeout(env: Mapping[str, str]) -> float:
+    """:data:`MPI_INIT_TIMEOUT`, or ``GENREFLOW_MPI_INIT_TIMEOUT`` when set."""
+    value = env.get("GENREFLOW_MPI_INIT_TIMEOUT", "")
+    if not value:
+        return MPI_INIT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise StageError(
+            f"GENREFLOW_MPI_INIT_TIMEOUT must be a number of seconds > 0, got '{value}'"
+        )
+    return seconds
+
+
+def _import_mpi_within(seconds: float):
+    """``mpi4py.MPI``, whose import runs ``MPI_Init``; the process exits if that takes longer.
+
+    ``MPI_Init`` blocks in C without releasing the GIL, so no Python thread can end a start-up
+    that never finishes, such as a PMI exchange the launcher could not parse (MPICH 5.0 under
+    SLURM 22.05's ``--mpi=pmi2``, about one start in ten on the two-node test cluster: the
+    ranks wait for a reply that never comes). faulthandler's watchdog is a C thread: after
+    ``seconds`` it prints ``Timeout`` with this function in the traceback and exits with
+    status 1, and the launcher ends the other ranks (``srun --kill-on-bad-exit``, ``mpiexec``)
+    so the workflow's retry can start the job again.
+    """
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        from mpi4py import MPI
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    return MPI
+
+
 def init_world(env: Mapping[str, str] | None = None) -> World:
     """The MPI world this process belongs to.
 
@@ -195,7 +236,7 @@ def init_world(env: Mapping[str, str] | None = None) -> World:
     if launcher == "none":
         return World(None, launcher="none")
     try:
-        from mpi4py import MPI
+        MPI = _import_mpi_within(_init_timeout(env))
     except ImportError as exc:
         raise StageError(
             f"started by {launcher} but mpi4py cannot be imported ({exc}); install mpi4py "
