@@ -115,7 +115,7 @@ def real_results(tmp_path_factory):
                     "--features",
                     str(features / "ranks2"),
                     "--out",
-                    str(models / "bench" / f"threads{n}"),
+                    str(models / "sweep" / f"threads{n}"),
                     "--threads",
                     str(n),
                     "--epochs",
@@ -131,7 +131,7 @@ def real_results(tmp_path_factory):
                 genreflow_cmd(
                     "evaluate",
                     "--model",
-                    str(models / "bench" / "threads2"),
+                    str(models / "sweep" / "threads2"),
                     "--features",
                     str(features / "ranks2"),
                     "--out",
@@ -656,6 +656,41 @@ def test_superlinear_efficiency_is_flagged_as_a_slow_baseline(tmp_path):
     assert "efficiency above 100 % at ranks 2 (133%)" in notes and "repeat the sweep" in notes
     line = next(x for x in summary_lines(summary) if x.startswith("spectrograms:"))
     assert "above 100 %: a slow baseline run" in line
+
+
+def _write_train_sweep(results: Path, *, cpu_share_1: float) -> None:
+    """Two thread-sweep runs whose 1-thread epochs are 2.6x the 2-thread ones."""
+    for n, epoch, total in ((1, 2.6, 30.0), (2, 1.0, 12.0)):
+        folder = results / "demo" / "models" / "feedc0de-0ddba11" / "sweep" / f"threads{n}"
+        folder.mkdir(parents=True)
+        epochs = [{"epoch": 1, "seconds": 4.0, "samples": 400, "warmup": True}] + [
+            {"epoch": e, "seconds": epoch, "train_seconds": epoch, "samples": 400}
+            for e in (2, 3, 4)
+        ]
+        share = cpu_share_1 if n == 1 else 0.7
+        timings = {
+            "stage": "train",
+            "role": "sweep",
+            "host": "node01",
+            "cpu_count": 2,
+            "features_hash": "feedc0de",
+            "threads": {"intra_op": n, "inter_op": n, "cpus": list(range(n))},
+            "epochs": epochs,
+            "total_seconds": total,
+            "cpu_seconds": share * total * n,
+        }
+        (folder / "timings.json").write_text(json.dumps(timings))
+
+
+@pytest.mark.parametrize(("share", "told"), [(0.61, True), (0.97, False)])
+def test_a_slow_baseline_note_gives_the_cpu_time_it_had(tmp_path, share, told):
+    results = tmp_path / "results"
+    _write_train_sweep(results, cpu_share_1=share)
+    summary = build_report(results=results, out=tmp_path / "report")
+    (train,) = [s for s in summary["stages"] if s["stage"] == "train"]
+    assert train["baseline"]["cpu_share"] == pytest.approx(share)
+    (note,) = [n for n in summary["notes"]["train"] if "efficiency above 100 %" in n]
+    assert ("it had 61% of the CPU time its cores could give" in note) is told
 
 
 def test_only_keeps_the_current_configuration_and_names_the_others(tmp_path):

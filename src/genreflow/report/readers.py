@@ -260,6 +260,7 @@ def read_train_timings(
         if isinstance(threads, dict) and isinstance(threads.get("cpus"), list)
         else None,
         role="production" if data.get("role") == "production" else "sweep",
+        cpu_seconds=_number(data.get("cpu_seconds")),
     )
 
 

@@ -150,6 +150,17 @@ class TrainRun:
     end_time: float | None = None
     bound_cpus: int | None = None  # CPUs the process was bound to (None: not recorded)
     role: str = "sweep"  # sweep: a timing point; production: the model the workflow ships
+    cpu_seconds: float | None = None  # CPU time of the whole process, over total_seconds
+
+    @property
+    def cpu_share(self) -> float | None:
+        """CPU time over the wall time its cores could give: ``cpu_seconds`` / (``total_seconds``
+        x bound cores, else intra-op threads). A one-thread run well below 1 lost its core to
+        another load for that share of the time."""
+        cores = self.bound_cpus or self.intra_op
+        if self.cpu_seconds is None or not self.total_seconds or not cores:
+            return None
+        return self.cpu_seconds / (self.total_seconds * cores)
 
     @property
     def steady_epochs(self) -> tuple[EpochTiming, ...]:

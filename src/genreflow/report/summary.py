@@ -412,12 +412,14 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
         at = [r for r in runs if r.intra_op == p.count]
         throughputs = [r.throughput for r in at if r.throughput]
         overheads = [r.overhead_fraction for r in at if r.overhead_fraction is not None]
+        shares = [r.cpu_share for r in at if r.cpu_share is not None]
         points.append(
             {
                 **_point_dict(p),
                 "samples_per_second": statistics.median(throughputs) if throughputs else None,
                 "epochs": sum(len(r.epochs) for r in at),
                 "epoch_overhead": statistics.median(overheads) if overheads else None,
+                "cpu_share": min(shares) if shares else None,
                 "bound_cpus": sorted({r.bound_cpus for r in at if r.bound_cpus}),
                 "hosts": sorted({r.host for r in at if r.host}),
                 "config": _threads_config(
@@ -609,11 +611,19 @@ def _sweep_notes(entry: dict, notes: list[str], *, unit: str) -> None:
     ]
     if superlinear and not entry["stage"].endswith("_weak"):
         shown = ", ".join(f"{p['count']} ({p['efficiency']:.0%})" for p in superlinear)
+        share = entry["baseline"].get("cpu_share")
+        # Below ~90 % the run's own CPU time says it lost its cores to another load.
+        evidence = (
+            f"; it had {share:.0%} of the CPU time its cores could give, so another load took "
+            "the rest"
+            if share is not None and share < 0.9
+            else ""
+        )
         notes.append(
             f"{where}efficiency above 100 % at {unit} {shown}: more {unit} cannot do more than "
             f"their share, so the {entry['baseline']['count']}-{unit[:-1]} baseline ran slow "
-            "(another load on its core of a shared machine, or a cold cache): repeat the sweep "
-            "before trusting this speed-up"
+            f"(another load on its core of a shared machine, or a cold cache){evidence}: repeat "
+            "the sweep before trusting this speed-up"
         )
     if entry["cores"] is None:
         notes.append(
