@@ -419,7 +419,7 @@ def _train_sweep(collected, runs: Sequence, notes: list[str]) -> dict:
                 "samples_per_second": statistics.median(throughputs) if throughputs else None,
                 "epochs": sum(len(r.epochs) for r in at),
                 "epoch_overhead": statistics.median(overheads) if overheads else None,
-                "cpu_share": min(shares) if shares else None,
+                "cpu_share": statistics.median(shares) if shares else None,
                 "bound_cpus": sorted({r.bound_cpus for r in at if r.bound_cpus}),
                 "hosts": sorted({r.host for r in at if r.host}),
                 "config": _threads_config(
